@@ -1,0 +1,34 @@
+"""PyTorch backend: the saved (merged) model under `torch.inference_mode`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmneo.models import load_model_folder, pick_device
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, folder: Path, meta: dict[str, Any], device: str = "auto", num_threads: int | None = None):
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self._device = pick_device(device)
+        self.loaded = load_model_folder(folder, device=str(self._device))
+        self.model = self.loaded.model
+        self._input_names = {"input_ids", "attention_mask", "token_type_ids"}
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = {k: torch.from_numpy(v).to(self._device) for k, v in encoded.items() if k in self._input_names}
+        with torch.inference_mode():
+            return self.model(**inputs).logits.float().cpu().numpy()
