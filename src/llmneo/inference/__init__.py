@@ -61,7 +61,7 @@ def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str,
         return OnnxBackend(folder, meta, num_threads=num_threads)
     from llmneo.inference.torch_backend import TorchBackend
 
-    return TorchBackend(folder, meta, device=device, num_threads=num_threads)
+    return TorchBackend.from_folder(folder, meta, device=device, num_threads=num_threads)
 
 
 class Predictor:
@@ -90,6 +90,14 @@ class Predictor:
         tokenizer.padding_side = "right"  # the verbalizer gathers logits at the last real token
         return cls(folder, meta, _load_backend(folder, meta, backend, device, num_threads), tokenizer)
 
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, meta: dict[str, Any]) -> "Predictor":
+        """Wrap a model already in memory (a live teacher that is never saved as a model folder)."""
+        from llmneo.inference.torch_backend import TorchBackend
+
+        device = next(model.parameters()).device
+        return cls(Path(meta.get("base_model", ".")), meta, TorchBackend(model, device), tokenizer)
+
     @property
     def backend_name(self) -> str:
         return self.backend.name
@@ -105,13 +113,21 @@ class Predictor:
         return dict(self.tokenizer([self.format(t) for t in texts], padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="np"))
 
-    def predict_logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """(N, C) logits. Texts are sorted by length so each batch pads to a similar size."""
+    def predict_logits(self, texts: Sequence[str], batch_size: int = 32, progress: str | None = None) -> np.ndarray:
+        """(N, C) logits. Texts are sorted by length so each batch pads to a similar size.
+
+        `progress`: a description to show a progress bar under (long loops such as caching).
+        """
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
         logits = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
+        starts = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=progress, unit="batch", total=len(starts))
+        for start in starts:
             index = order[start:start + batch_size]
             logits[index] = self.backend.logits(self.encode([texts[i] for i in index]))
         return logits

@@ -16,13 +16,18 @@ __all__ = ["TorchBackend"]
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, folder: Path, meta: dict[str, Any], device: str = "auto", num_threads: int | None = None):
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model = model.eval()
+        self._device = device
+        self._input_names = {"input_ids", "attention_mask", "token_type_ids"}
+
+    @classmethod
+    def from_folder(cls, folder: Path, meta: dict[str, Any], device: str = "auto",
+                    num_threads: int | None = None) -> "TorchBackend":
         if num_threads:
             torch.set_num_threads(num_threads)
-        self._device = pick_device(device)
-        self.loaded = load_model_folder(folder, device=str(self._device))
-        self.model = self.loaded.model
-        self._input_names = {"input_ids", "attention_mask", "token_type_ids"}
+        resolved = pick_device(device)
+        return cls(load_model_folder(folder, device=str(resolved)).model, resolved)
 
     @property
     def device(self) -> str:
