@@ -183,6 +183,9 @@ class TrackingConfig(_Strict):
     registered_model_name: str = "llmneo-sst2-student"
     log_model: bool = Field(True, description="Log and register the student as an MLflow model.")
     log_system_metrics: bool = True
+    system_metrics_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between system metric samples (CPU, memory, GPU) while a run is open."
+    )
 
 
 class ExportConfig(_Strict):

@@ -1,0 +1,444 @@
+"""Experiment tracking in MLflow behind one small interface (see docs/CONTRACTS.md, "Tracking").
+
+``pipeline_run(config)`` opens the parent run of ``llmneo run``; ``stage_run(config, stage)`` opens a
+child run when any run is active (ours or the caller's), else a top-level run. Both yield a tracker
+with ``log_params``, ``log_metrics``, ``trainer_callbacks`` and ``log_stage_outputs``; when
+``tracking.enabled`` is false they yield a tracker whose methods do nothing, so stage code never asks.
+
+Where runs go: ``tracking.tracking_uri`` when set, else ``$MLFLOW_TRACKING_URI``, else a SQLite store
+``<project>/mlflow.db`` with artifacts in ``<project>/mlartifacts`` (the project is the working
+directory), which needs no server. The tracking URI is MLflow's process-wide setting, so it is set
+on entering the outermost run and restored on leaving it.
+
+A run is never left RUNNING: an exception ends it FAILED, Ctrl-C or SIGTERM ends it KILLED. While a
+run is open (main thread only) SIGTERM raises ``RunTerminated``, a ``SystemExit`` with code 143, so
+the stack unwinds through every ``with`` and the process still exits as a terminated one would.
+Why not the fluent API alone for logging: logging goes through an ``MlflowClient`` with an explicit
+run id, so a run opened by someone else in between (a library's own MLflow callback) cannot capture
+our metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from transformers import TrainerCallback
+
+from llmneo.config import Config, flatten
+from llmneo.report import RunOutputs, confusion_matrices, read_run_folder, run_figures
+
+__all__ = [
+    "MetricsCallback",
+    "MlflowTracker",
+    "NullTracker",
+    "RunTerminated",
+    "Tracker",
+    "default_artifact_root",
+    "default_tracking_uri",
+    "log_run_folder",
+    "pipeline_run",
+    "resolve_tracking_uri",
+    "run_tags",
+    "stage_run",
+]
+
+_log = logging.getLogger(__name__)
+
+STAGES = ("teacher", "cache", "student", "evaluate")
+_MAX_PARAM_CHARS = 6000  # MLflow refuses longer param values
+
+
+class RunTerminated(SystemExit):
+    """Raised by our SIGTERM handler: unwinds like Ctrl-C, exits with the conventional 128 + 15."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def default_tracking_uri(project_dir: Path | None = None) -> str:
+    """The local store that needs no server: ``sqlite:///<project>/mlflow.db``."""
+    project = (project_dir or Path.cwd()).resolve()
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
+def default_artifact_root(project_dir: Path | None = None) -> str:
+    """Artifacts beside the SQLite store, as ``mlflow server`` lays them out (``mlartifacts``)."""
+    return ((project_dir or Path.cwd()).resolve() / "mlartifacts").as_uri()
+
+
+def resolve_tracking_uri(config: Config, project_dir: Path | None = None) -> str:
+    """Config first, then ``$MLFLOW_TRACKING_URI``, then the local SQLite store."""
+    return (
+        config.tracking.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or default_tracking_uri(project_dir)
+    )
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """Get or create the experiment; a local store keeps its artifacts in ``<project>/mlartifacts``."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = default_artifact_root() if _is_local_store(tracking_uri) else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _device(config: Config) -> str:
+    """The student's device as the run will see it ("auto" resolved the way the trainer resolves it)."""
+    wanted = config.student.device
+    if wanted != "auto":
+        return wanted
+    import torch  # imported here: only needed to resolve "auto", and slow to import
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_tags(config: Config, stage: str | None) -> dict[str, str]:
+    """Tags every run carries: git commit, llmneo version, device, stage."""
+    try:
+        package_version = version("llmneo")
+    except PackageNotFoundError:
+        package_version = "unknown"
+    tags = {"llmneo.version": package_version, "llmneo.device": _device(config), "llmneo.name": config.name}
+    tags["llmneo.stage"] = stage or "pipeline"
+    commit = _git_commit()
+    if commit:
+        tags["llmneo.git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= _MAX_PARAM_CHARS else text[: _MAX_PARAM_CHARS - 3] + "..."
+
+
+def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
+    """Keep the numbers of a metrics dict (Trainer logs also carry strings and None)."""
+    return {
+        key: float(value)
+        for key, value in values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+class NullTracker:
+    """What a stage gets when tracking is off: every method is accepted and does nothing."""
+
+    run_id: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Accept and drop: tracking is off."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Accept and drop: tracking is off."""
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Accept and drop: tracking is off."""
+
+    def trainer_callbacks(self) -> list[TrainerCallback]:
+        return []
+
+    def log_stage_outputs(self, run_dir: Path) -> None:
+        """Accept and drop: tracking is off (the run folder is written either way)."""
+
+
+class MlflowTracker:
+    """Logs to one MLflow run, always by explicit run id (see the module docstring for why)."""
+
+    def __init__(self, client: MlflowClient, run_id: str, config: Config, stage: str | None) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.config = config
+        self.stage = stage
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params; a key already logged with the same value is skipped (MLflow refuses changes)."""
+        logged = self.client.get_run(self.run_id).data.params
+        fresh = [
+            Param(key, _param_value(value))
+            for key, value in params.items()
+            if logged.get(key) != _param_value(value)
+        ]
+        if fresh:
+            self.client.log_batch(self.run_id, params=fresh)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        numbers = _numeric(metrics)
+        if numbers:
+            now = int(time.time() * 1000)
+            batch = [Metric(key, value, now, step or 0) for key, value in numbers.items()]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def trainer_callbacks(self) -> list[TrainerCallback]:
+        return [MetricsCallback(self)]
+
+    def log_stage_outputs(self, run_dir: Path) -> None:
+        """Log what the stage wrote to the run folder: files, plots, and for "student" the model."""
+        from llmneo.mlflow_model import log_student_model  # imported here: pulls pyfunc machinery
+
+        log_run_folder(self, Path(run_dir))
+        if self.stage == "student" and self.config.tracking.log_model:
+            log_student_model(self, Path(run_dir))
+
+
+Tracker = NullTracker | MlflowTracker
+
+# Which run-folder files each stage logs; None (the pipeline parent) and "student" log them all.
+_STAGE_FILES = {
+    "teacher": ("config.yaml", "teacher_metrics.json", "teacher/llmneo_model.json"),
+    "cache": ("config.yaml",),
+}
+_ALL_FILES = (
+    "config.yaml",
+    "metrics.json",
+    "teacher_metrics.json",
+    "summary.json",
+    "predictions_dev.csv",
+    "student/llmneo_model.json",
+    "teacher/llmneo_model.json",
+)
+
+
+def _model_params(role: str, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Model identity and size from llmneo_model.json, as ``<role>_model.*`` params."""
+    if not meta:
+        return {}
+    keys = ("kind", "base_model", "teacher_base_model", "keep_layers", "lora", "parameters", "max_length")
+    picked = {key: meta[key] for key in keys if meta.get(key) is not None}
+    return flatten(picked, prefix=f"{role}_model.")
+
+
+def _data_params(outputs: RunOutputs) -> dict[str, Any]:
+    """Data fingerprints and sizes wherever the run folder records them (``data`` sections)."""
+    params: dict[str, Any] = {}
+    for source in (outputs.metrics, outputs.summary, outputs.teacher_metrics):
+        if source and isinstance(source.get("data"), dict):
+            params.update(flatten(source["data"], prefix="data_stats."))
+    return params
+
+
+def _has_metric(tracker: MlflowTracker, key: str) -> bool:
+    return key in tracker.client.get_run(tracker.run_id).data.metrics
+
+
+def log_run_folder(tracker: MlflowTracker, run_dir: Path) -> None:
+    """Log a run folder's files, params, final metrics and plots to the tracker's run.
+
+    History rows are logged as per-step metrics only when the run has no eval metrics yet: a run
+    whose Trainer carried our callback already has them at the same steps.
+    """
+    outputs = read_run_folder(run_dir)
+    stage = tracker.stage
+    teacher_only = stage == "teacher"
+    for name in _STAGE_FILES.get(stage or "", _ALL_FILES):
+        path = run_dir / name
+        if path.is_file():
+            folder = str(Path(name).parent) if "/" in name else None
+            tracker.client.log_artifact(tracker.run_id, str(path), folder)
+    params = _model_params("teacher", outputs.teacher_meta)
+    if not teacher_only:
+        params |= _model_params("student", outputs.student_meta) | _data_params(outputs)
+    tracker.log_params(params)
+    teacher_final = (outputs.teacher_metrics or {}) | ((outputs.metrics or {}).get("teacher") or {})
+    tracker.log_metrics({f"teacher_{key}": value for key, value in teacher_final.items()})
+    if teacher_only or stage == "cache":
+        return
+    tracker.log_metrics(
+        {f"final_{key}": value for key, value in ((outputs.metrics or {}).get("final") or {}).items()}
+    )
+    if not _has_metric(tracker, "eval_accuracy"):
+        for row in outputs.history:
+            tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row.get("step") or 0))
+    for model, matrix in confusion_matrices(outputs).items():
+        payload = {
+            "labels": outputs.labels,
+            "rows": "true",
+            "columns": "predicted",
+            "matrix": matrix.tolist(),
+        }
+        tracker.client.log_dict(tracker.run_id, payload, f"plots/confusion_matrix_{model}.json")
+    for stem, figure in run_figures(outputs).items():
+        tracker.client.log_figure(tracker.run_id, figure, f"plots/{stem}.png")
+
+
+class MetricsCallback(TrainerCallback):
+    """Per-step metrics from a ``transformers.Trainer``: eval metrics, loss, learning rate, throughput.
+
+    Only the main process logs (``state.is_world_process_zero``), with ``state.global_step`` as the
+    step. Throughput is examples/s between two logging events, measured on the wall clock.
+    """
+
+    def __init__(self, tracker: MlflowTracker) -> None:
+        self.tracker = tracker
+        self._last_time: float | None = None
+        self._last_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_time = time.perf_counter()
+        self._last_step = state.global_step
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.is_world_process_zero and metrics:
+            self.tracker.log_metrics(metrics, step=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        # eval_* keys reach on_log too; on_evaluate has logged them already
+        values = {key: value for key, value in logs.items() if not key.startswith("eval_")}
+        throughput = self._examples_per_second(args, state.global_step)
+        if throughput is not None:
+            values["train_examples_per_second"] = throughput
+        self.tracker.log_metrics(values, step=state.global_step)
+
+    def _examples_per_second(self, args, step: int) -> float | None:
+        now = time.perf_counter()
+        if self._last_time is None or step <= self._last_step:
+            return None
+        per_step = args.train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+        rate = (step - self._last_step) * per_step / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        return rate
+
+
+def _status_for(error: BaseException | None) -> str:
+    if error is None:
+        return RunStatus.to_string(RunStatus.FINISHED)
+    if isinstance(error, (KeyboardInterrupt, RunTerminated)):
+        return RunStatus.to_string(RunStatus.KILLED)
+    if isinstance(error, SystemExit) and error.code in (None, 0):
+        return RunStatus.to_string(RunStatus.FINISHED)
+    return RunStatus.to_string(RunStatus.FAILED)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While a run is open, SIGTERM raises RunTerminated; the previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise RunTerminated()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _start_system_metrics(config: Config, run_id: str, uri: str):
+    if not config.tracking.log_system_metrics:
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=config.tracking.system_metrics_interval_s, tracking_uri=uri
+    )
+    monitor.start()
+    return monitor
+
+
+def _end_runs_down_to(run_id: str, status: str) -> None:
+    """End our run; runs still active above it (left open by code inside ours) end with it."""
+    while (active := mlflow.active_run()) is not None:
+        mlflow.end_run(status=status)
+        if active.info.run_id == run_id:
+            return
+
+
+@contextmanager
+def _open_run(config: Config, stage: str | None, run_name: str) -> Iterator[MlflowTracker]:
+    uri = resolve_tracking_uri(config)
+    with _tracking_uri(uri), _sigterm_raises():
+        client = MlflowClient(uri)
+        experiment_id = _experiment_id(client, config.tracking.experiment, uri)
+        parent = mlflow.active_run()
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            nested=parent is not None,
+            tags=run_tags(config, stage),
+            log_system_metrics=False,  # our own monitor below, so its interval is per config
+        )
+        run_id = run.info.run_id
+        monitor = _start_system_metrics(config, run_id, uri)
+        tracker = MlflowTracker(client, run_id, config, stage)
+        error: BaseException | None = None
+        try:
+            tracker.log_params(flatten(config.model_dump(mode="json")))
+            yield tracker
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            if monitor is not None:
+                monitor.finish()
+            _end_runs_down_to(run_id, _status_for(error))
+
+
+@contextmanager
+def pipeline_run(config: Config) -> Iterator[Tracker]:
+    """The parent run of ``llmneo run`` (a no-op tracker when tracking is off)."""
+    if not config.tracking.enabled:
+        yield NullTracker()
+        return
+    with _open_run(config, None, config.name) as tracker:
+        yield tracker
+
+
+@contextmanager
+def stage_run(config: Config, stage: str) -> Iterator[Tracker]:
+    """One stage's run: a child of whatever run is active, else a top-level run."""
+    if stage not in STAGES:
+        raise ValueError(f"stage_run: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if not config.tracking.enabled:
+        yield NullTracker()
+        return
+    with _open_run(config, stage, f"{config.name}-{stage}") as tracker:
+        yield tracker
