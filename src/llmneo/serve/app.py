@@ -1,0 +1,79 @@
+"""Build the FastAPI app: `create_app(settings)`, and a module-level `app` for uvicorn.
+
+`uvicorn llmneo.serve.app:app` reads its settings (the model from ``LLMNEO_MODEL``) from the
+environment when uvicorn looks `app` up, not when this module is imported, so `create_app` can be
+imported and used with explicit settings (tests, `llmneo serve`) with no environment at all.
+
+The lifespan loads the model off the event loop before the first request, and on shutdown, after
+uvicorn has let in-flight requests finish, drains the batcher, flushes the prediction log and
+records the session in MLflow when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from llmneo.inference import Predictor
+from llmneo.serve.metrics import ServeMetrics
+from llmneo.serve.middleware import MetricsMiddleware
+from llmneo.serve.model_source import folder_version
+from llmneo.serve.routes import health, metrics, web
+from llmneo.serve.routes.predict import predict_router
+from llmneo.serve.service import ModelService, load_predictor
+from llmneo.serve.settings import ServeSettings
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = (
+    "Sentiment classification with a distilled student model. `/predict` takes up to `max_texts` texts "
+    "of at most `max_text_chars` characters each (longer texts are rejected, not cut; texts longer than "
+    "the model's token limit are truncated by the tokenizer). Concurrent requests are micro-batched."
+)
+
+
+def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> FastAPI:
+    """A ready-to-serve app; `predictor` skips loading when the caller already holds the model."""
+    serve_metrics = ServeMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if predictor is None:
+            loaded, version = await asyncio.to_thread(load_predictor, settings)
+        else:
+            loaded, version = predictor, folder_version(predictor.model_dir)
+        service = ModelService(settings=settings, predictor=loaded, version=version, metrics=serve_metrics)
+        service.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await service.shutdown()
+
+    app = FastAPI(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan,
+                  max_body_size=settings.max_body_bytes)  # 413 on Content-Length or on the bytes received
+    app.state.settings = settings
+    app.state.metrics = serve_metrics
+    app.include_router(web.router)
+    app.include_router(health.router)
+    app.include_router(predict_router(settings))
+    app.include_router(metrics.router)
+    app.add_middleware(MetricsMiddleware, metrics=serve_metrics)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`llmneo.serve.app:app`: build the app from LLMNEO_* variables at the moment uvicorn asks."""
+    if name == "app":
+        try:
+            settings = ServeSettings()  # type: ignore[call-arg]  # the model comes from LLMNEO_MODEL
+        except ValidationError as error:
+            problems = "; ".join(f"LLMNEO_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+            raise RuntimeError(f"cannot configure the server from the environment: {problems}") from None
+        return create_app(settings)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,120 @@
+"""Start the server: `run_server` for `llmneo serve`, and helpers that run one for a benchmark or a test.
+
+`run_server` exports the settings as LLMNEO_* variables and hands uvicorn the import string
+`llmneo.serve.app:app`, the same path the Docker image uses, so `--workers N` works (each worker
+process builds its app from the environment) and there is only one way the app gets configured.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
+from llmneo.serve.settings import ServeSettings
+
+__all__ = ["APP_IMPORT", "free_port", "run_server", "serve_in_thread", "server_process", "settings_env", "wait_healthy"]
+
+APP_IMPORT = "llmneo.serve.app:app"
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def settings_env(settings: ServeSettings) -> dict[str, str]:
+    """The LLMNEO_* variables that rebuild `settings` in another process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "api_key":
+            value = settings.api_key.get_secret_value() if settings.api_key else None
+        if value is not None:
+            env[f"LLMNEO_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def run_server(settings: ServeSettings, workers: int = 1) -> None:
+    """Serve until interrupted; a local model path is checked first so a typo fails in one line."""
+    import uvicorn
+
+    if not settings.model.startswith(MLFLOW_SCHEMES):
+        fetch_model(settings.model)  # raises FileNotFoundError naming the path
+    os.environ.update(settings_env(settings))
+    uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout_s: float = 120.0, process: subprocess.Popen[Any] | None = None) -> None:
+    """Poll `url`/health until it answers 200; fail early if the server process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before it became healthy")
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url}/health did not answer 200 within {timeout_s:.0f} s")
+
+
+@contextmanager
+def server_process(
+    command: list[str], env: dict[str, str], url: str, log_file: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server command in its own process, wait until healthy, stop it with SIGTERM on exit."""
+    output = open(log_file, "wb") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(url, process=process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=GRACEFUL_SHUTDOWN_S + 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if log_file is not None:
+            output.close()
+
+
+def uvicorn_command(host: str, port: int) -> list[str]:
+    """The container's command line, run with this interpreter."""
+    return [sys.executable, "-m", "uvicorn", APP_IMPORT, "--host", host, "--port", str(port),
+            "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)]
+
+
+@contextmanager
+def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=GRACEFUL_SHUTDOWN_S + 10)

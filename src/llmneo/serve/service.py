@@ -1,0 +1,178 @@
+"""The model service behind the routes: a Predictor, its micro-batcher, logs and metrics.
+
+Routes talk to this object only; it talks to `llmneo.inference.Predictor` only, so the HTTP layer
+never knows which backend (torch or ONNX) runs the model. It is built in the app's lifespan (the
+model loads off the event loop) and `shutdown` drains queued requests before anything closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from llmneo.inference import Prediction, Predictor
+from llmneo.serve.batching import MicroBatcher
+from llmneo.serve.inference_log import InferenceLog, SessionStats, record_session_in_mlflow
+from llmneo.serve.metrics import ServeMetrics
+from llmneo.serve.model_source import fetch_model, folder_version, resolve_tracking_uri
+from llmneo.serve.postprocess import decide
+from llmneo.serve.settings import ServeSettings
+
+__all__ = ["ModelService", "PredictOutcome", "load_predictor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    request_id: str
+    predictions: list[Prediction]
+    latency_ms: float
+
+
+def load_predictor(settings: ServeSettings) -> tuple[Predictor, str]:
+    """Fetch and load the model named by the settings; returns it with its version string."""
+    folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri)
+    predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
+                               num_threads=settings.num_threads)
+    return predictor, registry_version or folder_version(folder)
+
+
+@dataclass
+class ModelService:
+    """One loaded model and everything that serves it."""
+
+    settings: ServeSettings
+    predictor: Predictor
+    version: str
+    metrics: ServeMetrics
+    batcher: MicroBatcher = field(init=False)
+    inference_log: InferenceLog | None = field(init=False, default=None)
+    stats: SessionStats = field(default_factory=SessionStats)
+    started: float = field(default_factory=time.monotonic)
+    draining: bool = False
+
+    def __post_init__(self) -> None:
+        self.batcher = MicroBatcher(
+            lambda texts: self.predictor.predict_logits(texts, batch_size=self.settings.predict_batch_size),
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_ms=self.settings.max_wait_ms,
+            enabled=self.settings.batching,
+            observer=self.metrics.observe_batch,
+        )
+        if self.settings.log_path is not None:
+            self.inference_log = InferenceLog(
+                self.settings.log_path,
+                log_texts=self.settings.log_texts,
+                max_bytes=self.settings.log_max_bytes,
+                backups=self.settings.log_backups,
+                model_version=self.version,
+            )
+
+    @property
+    def name(self) -> str:
+        return str(self.predictor.meta.get("run_name") or self.predictor.model_dir.name)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.predictor.labels
+
+    @property
+    def temperature(self) -> float | None:
+        return self.predictor.calibration_temperature
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining
+
+    def start(self) -> None:
+        self.batcher.start()
+        self.metrics.ready.set(1)
+
+    async def predict(self, texts: list[str], calibrate: bool, threshold: float | None) -> PredictOutcome:
+        """Predictions for `texts`; the caller has checked that calibrate/threshold suit the model."""
+        started = time.perf_counter()
+        logits = await self.batcher.submit(texts)  # (len(texts), C)
+        temperature = self.temperature if calibrate and self.temperature is not None else 1.0
+        predictions = decide(logits, self.labels, temperature=temperature, threshold=threshold)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        request_id = uuid.uuid4().hex
+        labels = [p.label for p in predictions]
+        probs = [p.probs for p in predictions]
+        self.metrics.observe_labels(labels)
+        self.stats.add(latency_ms, labels, probs)
+        if self.inference_log is not None:
+            self.inference_log.write(request_id, texts, labels, probs, latency_ms)
+        return PredictOutcome(request_id, predictions, latency_ms)
+
+    def info(self) -> dict[str, Any]:
+        """The /info body: the model's recorded metadata and the limits this server enforces."""
+        meta = self.predictor.meta
+        lora = meta.get("lora") or {}
+        settings = self.settings
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source_run": meta.get("mlflow_run_id"),
+            "source": settings.model,
+            "kind": meta.get("kind", "classifier"),
+            "student_base_model": meta.get("base_model"),
+            "teacher_base_model": meta.get("teacher_base_model"),
+            "parameters": meta.get("parameters"),
+            "lora_rank": lora.get("r") if lora.get("enabled", True) else None,
+            "labels": self.labels,
+            "device": self.predictor.device,
+            "backend": self.predictor.backend_name,
+            "limits": {
+                "max_texts": settings.max_texts,
+                "max_text_chars": settings.max_text_chars,
+                "max_body_bytes": settings.max_body_bytes,
+                "max_tokens": self.predictor.max_length,
+                "max_batch_size": settings.max_batch_size,
+                "max_wait_ms": settings.max_wait_ms,
+                "batching": settings.batching,
+            },
+            "calibration_temperature": self.temperature,
+            "calibration": meta.get("calibration"),
+            "default_threshold": 0.5 if len(self.labels) == 2 else None,
+            "metrics": meta.get("metrics"),
+        }
+
+    async def shutdown(self) -> None:
+        """Drain queued requests, flush the log, and record the session in MLflow when asked."""
+        self.draining = True
+        self.metrics.ready.set(0)
+        await self.batcher.close()
+        if self.inference_log is not None:
+            self.inference_log.close()
+        if self.settings.mlflow_session:
+            self._record_session()
+
+    def _record_session(self) -> None:
+        started = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        params = {
+            "model": self.settings.model,
+            "model_name": self.name,
+            "model_version": self.version,
+            "backend": self.predictor.backend_name,
+            "device": self.predictor.device,
+            "batching": str(self.settings.batching),
+            "max_batch_size": str(self.settings.max_batch_size),
+            "max_wait_ms": str(self.settings.max_wait_ms),
+        }
+        try:
+            run_id = record_session_in_mlflow(
+                self.stats.summary(self.labels),
+                params,
+                tracking_uri=resolve_tracking_uri(self.settings.mlflow_tracking_uri),
+                experiment=self.settings.mlflow_experiment,
+                run_name=f"serve-{self.name}-{started}",
+            )
+        except Exception:  # a tracking outage must not turn a clean shutdown into a crash
+            logger.exception("could not record the serving session in MLflow")
+            return
+        logger.info("serving session recorded in MLflow run %s", run_id)
