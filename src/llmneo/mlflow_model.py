@@ -1,4 +1,7 @@
-"""The student as an MLflow pyfunc model, its registration, and the ``champion`` alias.
+"""What a run folder puts into MLflow: files, params, plots, and the student as a pyfunc model.
+
+``log_run_folder`` logs a stage's files, params and figures (the figures come from ``report``, so
+MLflow and the HTML report show the same pictures).
 
 ``StudentClassifier`` wraps ``llmneo.inference.Predictor``: the model folder travels as the pyfunc
 artifact ``model_dir``, so ``mlflow.pyfunc.load_model(uri).predict(["a fine film"])`` and
@@ -26,7 +29,9 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from llmneo.report import read_run_folder
+from llmneo import plots
+from llmneo.config import flatten
+from llmneo.report import RunOutputs, confusion_matrices, read_run_folder, run_figures
 
 if TYPE_CHECKING:
     from llmneo.tracking import MlflowTracker
@@ -35,6 +40,7 @@ __all__ = [
     "CHAMPION",
     "StudentClassifier",
     "apply_champion_rule",
+    "log_run_folder",
     "log_student_model",
     "predictions_frame",
     "promote",
@@ -174,16 +180,131 @@ def apply_champion_rule(client: MlflowClient, name: str, model_version: str) -> 
     return True
 
 
+def _run_and_children(client: MlflowClient, run_id: str) -> list[str]:
+    """A run id and its child runs' ids: the student of ``llmneo run`` is logged in a child."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        raise ValueError(f"{run_id}: not a run in this tracking store ({error.message})") from None
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    return [run_id, *(child.info.run_id for child in children)]
+
+
 def promote(client: MlflowClient, name: str, run_or_version: str, alias: str = CHAMPION) -> str:
-    """Set ``alias`` on a version given by number, or on the newest version logged by a run id."""
+    """Set ``alias`` on a version given by number, or on the newest version logged by a run
+    (a pipeline parent run counts its child runs); returns the version that now holds it."""
     if run_or_version.isdigit():
-        model_version = client.get_model_version(name, run_or_version).version
+        try:
+            model_version = client.get_model_version(name, run_or_version).version
+        except MlflowException as error:
+            raise ValueError(f"{name} version {run_or_version}: {error.message}") from None
     else:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_or_version}'")
+        found = [
+            entry
+            for run_id in _run_and_children(client, run_or_version)
+            for entry in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        ]
         if not found:
-            raise ValueError(
-                f"{run_or_version}: no version of registered model {name!r} was logged by this run"
-            )
+            raise ValueError(f"{run_or_version}: no version of registered model {name!r} was logged by this run")
         model_version = max(found, key=lambda entry: int(entry.version)).version
-    client.set_registered_model_alias(name, alias, model_version)
+    client.set_registered_model_alias(name, alias, str(model_version))
     return str(model_version)
+
+
+# Run-folder files each stage logs; the pipeline parent (stage None) and "student" log them all.
+_STAGE_FILES = {
+    "teacher": ("config.yaml", "teacher_metrics.json", "teacher/llmneo_model.json"),
+    "cache": ("config.yaml",),
+    "evaluate": ("summary.json", "predictions_dev.csv"),
+}
+_ALL_FILES = (
+    "config.yaml",
+    "metrics.json",
+    "teacher_metrics.json",
+    "summary.json",
+    "predictions_dev.csv",
+    "student/llmneo_model.json",
+    "teacher/llmneo_model.json",
+)
+
+
+def _model_params(role: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Model identity and size from llmneo_model.json, as ``<role>_model.*`` params."""
+    keys = ("kind", "base_model", "teacher_base_model", "keep_layers", "lora", "parameters", "max_length")
+    picked = {key: meta[key] for key in keys if (meta or {}).get(key) is not None}
+    return flatten(picked, prefix=f"{role}_model.")
+
+
+def _data_params(outputs: RunOutputs) -> dict[str, Any]:
+    """Data fingerprints and sizes wherever the run folder records them (``data`` sections)."""
+    params: dict[str, Any] = {}
+    for source in (outputs.metrics, (outputs.student_meta or {}), outputs.teacher_metrics):
+        if source and isinstance(source.get("data"), dict):
+            params.update(flatten(source["data"], prefix="data."))
+    return params
+
+
+def _log_files(tracker: MlflowTracker, run_dir: Path, names: Sequence[str]) -> None:
+    for name in names:
+        path = run_dir / name
+        if path.is_file():
+            folder = str(Path(name).parent) if "/" in name else None
+            tracker.client.log_artifact(tracker.run_id, str(path), folder)
+
+
+def _log_history(tracker: MlflowTracker, history: list[dict[str, Any]]) -> None:
+    """History rows as per-step metrics, unless the Trainer callback already logged them."""
+    if "eval_accuracy" in tracker.client.get_run(tracker.run_id).data.metrics:
+        return
+    for row in history:
+        tracker.log_metrics(
+            {key: value for key, value in row.items() if key != "step"}, step=int(row.get("step") or 0)
+        )
+
+
+def _log_figures(tracker: MlflowTracker, figures: dict[str, Any]) -> None:
+    for stem, figure in figures.items():
+        tracker.client.log_figure(tracker.run_id, figure, f"plots/{stem}.png")
+
+
+def _log_teacher_stage(tracker: MlflowTracker, outputs: RunOutputs) -> None:
+    teacher = outputs.teacher_metrics or {}
+    tracker.log_params(_model_params("teacher", outputs.teacher_meta))
+    tracker.log_metrics({f"final_{key}": value for key, value in (teacher.get("final") or {}).items()})
+    _log_history(tracker, list(teacher.get("history") or []))
+    _log_figures(tracker, plots.step_figures(list(teacher.get("history") or [])))
+
+
+def log_run_folder(tracker: MlflowTracker, run_dir: Path) -> None:
+    """Log what a stage wrote to the run folder: files, params, final metrics, plots.
+
+    teacher: its metrics, model identity and curves; cache: the config; evaluate: the summary and
+    the plots that need it; student and the pipeline parent: everything.
+    """
+    outputs = read_run_folder(run_dir)
+    stage = tracker.stage
+    _log_files(tracker, run_dir, _STAGE_FILES.get(stage or "", _ALL_FILES))
+    if stage == "teacher":
+        _log_teacher_stage(tracker, outputs)
+        return
+    if stage == "cache":
+        return
+    if stage != "evaluate":
+        params = _model_params("teacher", outputs.teacher_meta) | _model_params(
+            "student", outputs.student_meta
+        )
+        tracker.log_params(params | _data_params(outputs))
+        final = (outputs.metrics or {}).get("final") or {}
+        tracker.log_metrics({f"final_{key}": value for key, value in final.items()})
+        teacher = (outputs.metrics or {}).get("teacher") or {}
+        tracker.log_metrics({f"teacher_{key}": value for key, value in teacher.items()})
+        _log_history(tracker, outputs.history)
+    for model, matrix in confusion_matrices(outputs).items():
+        payload = {
+            "labels": outputs.labels,
+            "rows": "true",
+            "columns": "predicted",
+            "matrix": matrix.tolist(),
+        }
+        tracker.client.log_dict(tracker.run_id, payload, f"plots/confusion_matrix_{model}.json")
+    _log_figures(tracker, run_figures(outputs))

@@ -170,7 +170,7 @@ def step_figures(history: Sequence[Mapping[str, float]]) -> dict[str, Figure]:
         if rows:
             steps = [row["step"] for row in rows]
             values = [row[key] for row in rows]
-            figures[stem] = step_curve_figure(steps, values, ylabel, f"{ylabel} vs step")
+            figures[stem] = step_curve_figure(steps, values, ylabel, f"{key.replace('_', ' ')} vs step")
     return figures
 
 
@@ -196,6 +196,7 @@ def comparison_figure(models: Mapping[str, Mapping[str, float | None]]) -> Figur
                 continue
             bar = axes.bar(position, float(value) * scale, color=colour)
             axes.bar_label(bar, fmt="%.3g")
+        axes.margins(y=0.15)  # room for the bar labels under the title
         axes.set_xticks(range(len(names)), labels=names)
         axes.set_title(label)
     figure.suptitle("teacher vs student")

@@ -254,6 +254,8 @@ def _data_uri(figure: Figure) -> str:
 
 
 def _format(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
@@ -273,7 +275,7 @@ th{background:#f3f3f3}.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{ma
 <table id="models"><tr><th>metric</th>{% for name in summaries %}<th>{{ name }}</th>{% endfor %}</tr>
 {% for key in summary_keys %}<tr><td>{{ key }}</td>{% for name in summaries %}<td>{{ fmt(summaries[name].get(key)) }}</td>{% endfor %}</tr>
 {% endfor %}</table>
-{% if "teacher_vs_student" in images %}<figure><img alt="teacher vs student" src="{{ images["teacher_vs_student"] }}"></figure>{% endif %}
+{% if "teacher_vs_student" in images %}<figure><img alt="teacher_vs_student" src="{{ images["teacher_vs_student"] }}"></figure>{% endif %}
 <h2>Confusion matrices</h2>
 <div class="side">{% for name, uri in images.items() if name.startswith("confusion_matrix_") %}
 <figure><img alt="{{ name }}" src="{{ uri }}"></figure>{% endfor %}</div>

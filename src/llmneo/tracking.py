@@ -39,7 +39,6 @@ from mlflow.tracking import MlflowClient
 from transformers import TrainerCallback
 
 from llmneo.config import Config, flatten
-from llmneo.report import RunOutputs, confusion_matrices, read_run_folder, run_figures
 
 __all__ = [
     "MetricsCallback",
@@ -49,11 +48,12 @@ __all__ = [
     "Tracker",
     "default_artifact_root",
     "default_tracking_uri",
-    "log_run_folder",
     "pipeline_run",
     "resolve_tracking_uri",
+    "project_tracking_uri",
     "run_tags",
     "stage_run",
+    "ui_command",
 ]
 
 _log = logging.getLogger(__name__)
@@ -182,13 +182,16 @@ class MlflowTracker:
         self.stage = stage
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params; a key already logged with the same value is skipped (MLflow refuses changes)."""
+        """Log params that are new to the run; MLflow refuses to change a logged param, so a key
+        already logged with another value keeps its first value and a warning names it."""
         logged = self.client.get_run(self.run_id).data.params
-        fresh = [
-            Param(key, _param_value(value))
-            for key, value in params.items()
-            if logged.get(key) != _param_value(value)
-        ]
+        fresh = []
+        for key, value in params.items():
+            text = _param_value(value)
+            if key not in logged:
+                fresh.append(Param(key, text))
+            elif logged[key] != text:
+                _log.warning("param %s already logged as %r; %r not logged", key, logged[key], text)
         if fresh:
             self.client.log_batch(self.run_id, params=fresh)
 
@@ -208,7 +211,7 @@ class MlflowTracker:
 
     def log_stage_outputs(self, run_dir: Path) -> None:
         """Log what the stage wrote to the run folder: files, plots, and for "student" the model."""
-        from llmneo.mlflow_model import log_student_model  # imported here: pulls pyfunc machinery
+        from llmneo.mlflow_model import log_run_folder, log_student_model  # pulls pandas, plots, pyfunc
 
         log_run_folder(self, Path(run_dir))
         if self.stage == "student" and self.config.tracking.log_model:
@@ -216,83 +219,6 @@ class MlflowTracker:
 
 
 Tracker = NullTracker | MlflowTracker
-
-# Which run-folder files each stage logs; None (the pipeline parent) and "student" log them all.
-_STAGE_FILES = {
-    "teacher": ("config.yaml", "teacher_metrics.json", "teacher/llmneo_model.json"),
-    "cache": ("config.yaml",),
-}
-_ALL_FILES = (
-    "config.yaml",
-    "metrics.json",
-    "teacher_metrics.json",
-    "summary.json",
-    "predictions_dev.csv",
-    "student/llmneo_model.json",
-    "teacher/llmneo_model.json",
-)
-
-
-def _model_params(role: str, meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Model identity and size from llmneo_model.json, as ``<role>_model.*`` params."""
-    if not meta:
-        return {}
-    keys = ("kind", "base_model", "teacher_base_model", "keep_layers", "lora", "parameters", "max_length")
-    picked = {key: meta[key] for key in keys if meta.get(key) is not None}
-    return flatten(picked, prefix=f"{role}_model.")
-
-
-def _data_params(outputs: RunOutputs) -> dict[str, Any]:
-    """Data fingerprints and sizes wherever the run folder records them (``data`` sections)."""
-    params: dict[str, Any] = {}
-    for source in (outputs.metrics, outputs.summary, outputs.teacher_metrics):
-        if source and isinstance(source.get("data"), dict):
-            params.update(flatten(source["data"], prefix="data_stats."))
-    return params
-
-
-def _has_metric(tracker: MlflowTracker, key: str) -> bool:
-    return key in tracker.client.get_run(tracker.run_id).data.metrics
-
-
-def log_run_folder(tracker: MlflowTracker, run_dir: Path) -> None:
-    """Log a run folder's files, params, final metrics and plots to the tracker's run.
-
-    History rows are logged as per-step metrics only when the run has no eval metrics yet: a run
-    whose Trainer carried our callback already has them at the same steps.
-    """
-    outputs = read_run_folder(run_dir)
-    stage = tracker.stage
-    teacher_only = stage == "teacher"
-    for name in _STAGE_FILES.get(stage or "", _ALL_FILES):
-        path = run_dir / name
-        if path.is_file():
-            folder = str(Path(name).parent) if "/" in name else None
-            tracker.client.log_artifact(tracker.run_id, str(path), folder)
-    params = _model_params("teacher", outputs.teacher_meta)
-    if not teacher_only:
-        params |= _model_params("student", outputs.student_meta) | _data_params(outputs)
-    tracker.log_params(params)
-    teacher_final = (outputs.teacher_metrics or {}) | ((outputs.metrics or {}).get("teacher") or {})
-    tracker.log_metrics({f"teacher_{key}": value for key, value in teacher_final.items()})
-    if teacher_only or stage == "cache":
-        return
-    tracker.log_metrics(
-        {f"final_{key}": value for key, value in ((outputs.metrics or {}).get("final") or {}).items()}
-    )
-    if not _has_metric(tracker, "eval_accuracy"):
-        for row in outputs.history:
-            tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row.get("step") or 0))
-    for model, matrix in confusion_matrices(outputs).items():
-        payload = {
-            "labels": outputs.labels,
-            "rows": "true",
-            "columns": "predicted",
-            "matrix": matrix.tolist(),
-        }
-        tracker.client.log_dict(tracker.run_id, payload, f"plots/confusion_matrix_{model}.json")
-    for stem, figure in run_figures(outputs).items():
-        tracker.client.log_figure(tracker.run_id, figure, f"plots/{stem}.png")
 
 
 class MetricsCallback(TrainerCallback):
@@ -442,3 +368,24 @@ def stage_run(config: Config, stage: str) -> Iterator[Tracker]:
         return
     with _open_run(config, stage, f"{config.name}-{stage}") as tracker:
         yield tracker
+
+
+def project_tracking_uri(explicit: str | None = None, project_dir: Path | None = None) -> str:
+    """The store a command without a config uses: the option, ``$MLFLOW_TRACKING_URI``, the local store."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(project_dir)
+
+
+def ui_command(host: str, port: int, tracking_uri: str, project_dir: Path | None = None) -> list[str]:
+    """The ``mlflow server`` command line for ``llmneo ui``: the project's store, its artifacts.
+
+    ``--artifacts-destination`` is the folder our local runs already write to, so runs logged
+    without a server and runs logged through this one keep their artifacts in one place.
+    """
+    import sys
+
+    artifacts = (project_dir or Path.cwd()).resolve() / "mlartifacts"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    command += ["--backend-store-uri", tracking_uri]
+    if _is_local_store(tracking_uri):
+        command += ["--artifacts-destination", str(artifacts)]
+    return command
