@@ -205,7 +205,9 @@ def promote(client: MlflowClient, name: str, run_or_version: str, alias: str = C
             for entry in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         ]
         if not found:
-            raise ValueError(f"{run_or_version}: no version of registered model {name!r} was logged by this run")
+            raise ValueError(
+                f"{run_or_version}: no version of registered model {name!r} was logged by this run"
+            )
         model_version = max(found, key=lambda entry: int(entry.version)).version
     client.set_registered_model_alias(name, alias, str(model_version))
     return str(model_version)
