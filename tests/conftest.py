@@ -102,3 +102,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def write_tiny_config(folder: Path, teacher_source: Path, student_source: Path, data_dir: Path,
+                      **sections: dict) -> Path:
+    """A reduced demo config on tiny models: seconds per stage, the same code paths as the demo."""
+    import yaml
+
+    train = {"epochs": 1, "batch_size": 16, "eval_batch_size": 32, "learning_rate": 1e-3, "eval_steps": 2,
+             "logging_steps": 1, "save_steps": 2}
+    config = {
+        "name": "tiny", "output_dir": str(folder / "outputs"),
+        "data": {"source": "glue_dir", "glue_dir": str(data_dir), "max_train_samples": 64, "max_eval_samples": 32},
+        "teacher": {"name_or_path": str(teacher_source), "max_length": 32, "train": dict(train)},
+        "student": {"name_or_path": str(student_source), "max_length": 32, "keep_layers": [0, 1],
+                    "lora": {"r": 4, "alpha": 8}, "train": dict(train)},
+        "cache": {"dir": str(folder / "cache"), "batch_size": 16, "shard_size": 16},
+        "tracking": {"enabled": False},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section].update(values)
+        else:
+            config[section] = values
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

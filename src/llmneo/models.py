@@ -122,10 +122,15 @@ class VerbalizerClassifier(nn.Module):
         self.register_buffer("label_token_ids", torch.tensor(label_token_ids), persistent=False)
         self.config = lm.config
 
+    def _body(self) -> nn.Module:
+        """The transformer without its LM head (PEFT wraps the LM; the body sits under the base model)."""
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return getattr(base, base.base_model_prefix)
+
     def forward(self, input_ids, attention_mask=None, labels=None, **_: Any) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = self._body()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         last = attention_mask.sum(dim=1) - 1  # (B,) index of the last real token
         last_hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), last]  # (B, H)
         # Only the label words' rows of the LM head are needed: (B, H) @ (H, C) instead of (H, V).
@@ -141,6 +146,8 @@ def _label_token_ids(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> li
         pieces = tokenizer.encode(word, add_special_tokens=False)
         if len(pieces) != 1:
             raise ValueError(f"label word {word!r} is {len(pieces)} tokens for this tokenizer; choose one-token words")
+        if tokenizer.unk_token_id is not None and pieces[0] == tokenizer.unk_token_id:
+            raise ValueError(f"label word {word!r} is unknown to this tokenizer")
         ids.append(pieces[0])
     if len(set(ids)) != len(ids):
         raise ValueError(f"label words {words} map to the same token")
