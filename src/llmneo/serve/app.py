@@ -17,9 +17,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from llmneo.inference import Predictor
+from llmneo.serve.errors import validation_error_handler
 from llmneo.serve.metrics import ServeMetrics
 from llmneo.serve.middleware import MetricsMiddleware
 from llmneo.serve.model_source import folder_version
@@ -57,6 +59,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
 
     app = FastAPI(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes)  # 413 on Content-Length or on the bytes received
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.state.settings = settings
     app.state.metrics = serve_metrics
     app.include_router(web.router)

@@ -40,6 +40,8 @@ class PredictRequest(BaseModel):
         None,
         ge=0.0,
         le=1.0,
+        strict=True,  # `true` is not a threshold
+        allow_inf_nan=False,
         description="Binary models only: predict the positive (last) class when P(positive) >= threshold. "
         "Refused with 422 for models with more than two classes.",
     )
