@@ -1,0 +1,95 @@
+# syntax=docker/dockerfile:1
+# llmneo's serving image: the FastAPI app under uvicorn, reading a student model folder from /model.
+#
+# Real world (Docker, a registry and PyTorch's wheel index reachable):
+#   docker build -t llmneo .                       # CPU torch from https://download.pytorch.org/whl/cpu
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t llmneo:cuda .
+#   docker run -p 8000:8000 -v "$PWD/outputs/demo/student:/model:ro" llmneo
+#   docker compose up                              # API on 8000, MLflow UI on 5001 (docker-compose.yml)
+# Here (Podman, no registry, TLS through a proxy): deploy/container-test.sh builds it on a local Debian
+# bookworm base with the machine's CA bundle and torch wheel folder mounted; see deploy/README.md.
+
+# Any Debian-like image: python:3.11-slim has Python in /usr/local; plain Debian gets it from apt below.
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---- python-base: the base image plus a Python 3 interpreter, shared by both stages below ----
+FROM ${BASE_IMAGE} AS python-base
+# hadolint ignore=DL3008
+RUN if ! command -v python3 >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3 \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
+# ---- builder: a virtual environment with the project and its runtime dependencies only ----
+FROM python-base AS builder
+# Debian's python3 ships without ensurepip; python:3.11-slim has it.
+# hadolint ignore=DL3008
+RUN if ! python3 -c "import ensurepip" >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -m venv "$VIRTUAL_ENV"
+
+# Torch first, from the CPU wheel index by default (PyPI's default torch pulls multi-GB CUDA wheels).
+# TORCH_INDEX_URL: a CUDA index (e.g. .../whl/cu128) for a GPU image, or empty for plain PyPI.
+# PIP_FIND_LINKS / PIP_CERT: pip reads them from the environment; only for machines that must install
+# from a local wheel folder or through a TLS proxy (both mounted into the build, never copied in).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS=""
+ARG PIP_CERT=""
+# Pinned through TORCH_VERSION, which hadolint cannot read.
+# hadolint ignore=DL3013
+RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
+
+# Dependencies before sources, so that editing src/ does not reinstall them: install a stub package
+# built from pyproject.toml alone, then drop the stub. Versions are pyproject.toml's to pin, not this file's.
+WORKDIR /build
+COPY pyproject.toml README.md ./
+# hadolint ignore=DL3013
+RUN mkdir -p src/llmneo \
+    && touch src/llmneo/__init__.py \
+    && pip install . \
+    && pip uninstall -y llmneo \
+    && rm -rf src build
+
+COPY src ./src
+# Headers are for compiling extensions, which the runtime never does.
+RUN pip install --no-deps . \
+    && rm -rf "$VIRTUAL_ENV"/lib/python3*/site-packages/torch/include
+
+# ---- runtime: the interpreter, the venv and a non-root user; no compilers, pip caches or sources ----
+FROM python-base AS runtime
+ARG APP_UID=10001
+RUN useradd --system --uid "${APP_UID}" --user-group --create-home --home-dir /home/llmneo llmneo \
+    && mkdir -p /model /data \
+    && chown llmneo:llmneo /data
+COPY --from=builder /opt/venv /opt/venv
+# /data holds the shared MLflow store and inference logs (a volume in docker-compose.yml).
+# There is no network at run time: Hugging Face libraries must never try the hub.
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    LLMNEO_MODEL=/model \
+    MLFLOW_TRACKING_URI=sqlite:////data/mlflow.db \
+    UVICORN_HOST=0.0.0.0 \
+    UVICORN_PORT=8000
+# Numeric, so that orchestrators enforcing runAsNonRoot can verify it without reading /etc/passwd.
+USER ${APP_UID}:${APP_UID}
+WORKDIR /home/llmneo
+EXPOSE 8000
+# No curl in the image: the interpreter that is already there does the probe, on the port uvicorn uses.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('UVICORN_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=4).status == 200 else 1)"]
+# Equivalent to `uvicorn llmneo.serve.app:app --host 0.0.0.0 --port 8000`: uvicorn reads UVICORN_HOST and
+# UVICORN_PORT, so a host-network run can move the port without rewriting the command.
+CMD ["uvicorn", "llmneo.serve.app:app"]
