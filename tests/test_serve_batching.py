@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llmneo.inference import Predictor
-from llmneo.serve.batching import BatchStats, BatcherClosed, MicroBatcher
+from llmneo.serve.batching import BatcherClosed, BatchStats, MicroBatcher
 from llmneo.serve.inference_log import InferenceLog, SessionStats, record_session_in_mlflow, text_sha256
 from llmneo.serve.postprocess import decide
 

@@ -7,6 +7,7 @@ model loads off the event loop) and `shutdown` drains queued requests before any
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -150,7 +151,7 @@ class ModelService:
         if self.inference_log is not None:
             self.inference_log.close()
         if self.settings.mlflow_session:
-            self._record_session()
+            await asyncio.to_thread(self._record_session)  # a remote tracking server may be slow
 
     def _record_session(self) -> None:
         started = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
