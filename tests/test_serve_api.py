@@ -277,3 +277,17 @@ def test_three_class_model_refuses_a_threshold(three_class_dir: Path) -> None:
         assert "3 classes" in refused.json()["detail"][0]["msg"]
         result = client.post("/predict", json={"texts": ["meh"]}).json()["results"][0]
         assert len(result["probs"]) == 3 and result["label"] == info["labels"][result["pred"]]
+
+
+@pytest.mark.slow
+def test_an_onnx_export_serves_the_same_answers(tiny_model_dir: Path, client: httpx.Client, tmp_path: Path) -> None:
+    from llmneo.export import export_model
+
+    export = export_model(tiny_model_dir, out_dir=tmp_path / "onnx-fp32", max_examples=32)
+    torch_results = client.post("/predict", json={"texts": TEXTS}).json()["results"]
+    with running(ServeSettings(model=export.folder)) as onnx_client:
+        assert onnx_client.get("/info").json()["backend"] == "onnx"
+        onnx_results = onnx_client.post("/predict", json={"texts": TEXTS}).json()["results"]
+    for onnx_result, torch_result in zip(onnx_results, torch_results):
+        assert onnx_result["label"] == torch_result["label"]
+        assert onnx_result["probs"] == pytest.approx(torch_result["probs"], abs=1e-4)
