@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import _minilm_tokenizer, _tiny_bert
 from typer.testing import CliRunner
 
+from conftest import _minilm_tokenizer, _tiny_bert
 from llmneo.cli import app
 from llmneo.export import ExportError, ExportRefused, agreement_report, export_model
 from llmneo.inference import Predictor

@@ -62,7 +62,7 @@ class BenchResult:
     parameters: int
     size_mb: float
     peak_rss_mb: float         # the measuring process's peak, libraries included
-    model_rss_mb: float        # that peak minus the peak before the model was loaded
+    model_rss_mb: float        # that peak minus the resident memory just before the model was loaded
     latency_p50_ms: float
     latency_p99_ms: float
     throughput: float          # examples per second at batch 32
@@ -110,23 +110,24 @@ def _model_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _rss_mb() -> float:
+def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _load_predictor(spec: ModelSpec, num_threads: int | None) -> tuple[Any, float]:
-    """The predictor, and the memory peak just before it was loaded (libraries imported, no model).
+    """The predictor, and the resident memory just before it was loaded (libraries imported, no model).
 
     Both backends' libraries are imported first so every model's baseline is the same interpreter
     and the difference is the model's own weights, arenas and activations.
     """
     import onnxruntime  # noqa: F401
+    import psutil
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
     from llmneo.inference import Predictor
 
-    baseline = _rss_mb()
+    baseline = psutil.Process().memory_info().rss / 2**20
     return Predictor.load(spec.folder, backend=spec.backend, num_threads=num_threads), baseline
 
 
@@ -152,7 +153,7 @@ def measure_accuracy_throughput(predictor: Any, spec: ModelSpec, texts: list[str
     metrics = classification_metrics(np.asarray(labels), softmax(logits))
     flops = batches_flops(_model_config(Path(spec.folder)), counting.shapes)
     return {"accuracy": metrics["accuracy"], "f1": metrics["f1"], "parameters": _parameters(predictor),
-            "size_mb": weights_size(Path(spec.folder)) / 1e6, "peak_rss_mb": _rss_mb(),
+            "size_mb": weights_size(Path(spec.folder)) / 1e6, "peak_rss_mb": _peak_rss_mb(),
             "throughput": len(texts) / seconds, "gflop_per_example": flops / len(texts) / 1e9,
             "achieved_gflops": flops / seconds / 1e9}
 
