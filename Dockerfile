@@ -21,7 +21,7 @@ RUN if ! command -v python3 >/dev/null 2>&1; then \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 
-# ---- builder: a virtual environment with the project and its runtime dependencies only ----
+# ---- builder: a virtual environment with the project's runtime dependencies only (no dev extra) ----
 FROM python-base AS builder
 # Debian's python3 ships without ensurepip; python:3.11-slim has it.
 # hadolint ignore=DL3008
@@ -48,8 +48,9 @@ ARG PIP_CERT=""
 # hadolint ignore=DL3013
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
 
-# Dependencies before sources, so that editing src/ does not reinstall them: install a stub package
-# built from pyproject.toml alone, then drop the stub. Versions are pyproject.toml's to pin, not this file's.
+# Dependencies apart from the sources, so that editing src/ neither reinstalls nor re-copies them: install
+# a stub package built from pyproject.toml alone, then drop the stub. Versions are pyproject.toml's to pin.
+# Then drop what only building or testing those packages needs: C headers and the packages' own test suites.
 WORKDIR /build
 COPY pyproject.toml README.md ./
 # hadolint ignore=DL3013
@@ -57,12 +58,15 @@ RUN mkdir -p src/llmneo \
     && touch src/llmneo/__init__.py \
     && pip install . \
     && pip uninstall -y llmneo \
-    && rm -rf src build
+    && rm -rf src build \
+    && site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && rm -rf "$site/torch/include" \
+    && find "$site" -mindepth 2 -depth -type d -name tests -exec rm -rf {} +
 
+# ---- wheel: the project itself, as one small wheel ----
+FROM builder AS wheel
 COPY src ./src
-# Headers are for compiling extensions, which the runtime never does.
-RUN pip install --no-deps . \
-    && rm -rf "$VIRTUAL_ENV"/lib/python3*/site-packages/torch/include
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ---- runtime: the interpreter, the venv and a non-root user; no compilers, pip caches or sources ----
 FROM python-base AS runtime
@@ -71,6 +75,9 @@ RUN useradd --system --uid "${APP_UID}" --user-group --create-home --home-dir /h
     && mkdir -p /model /data \
     && chown llmneo:llmneo /data
 COPY --from=builder /opt/venv /opt/venv
+# Only this small layer changes when the sources do; the wheel is mounted, never copied into a layer.
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
+    PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps /tmp/wheels/llmneo-*.whl
 # /data holds the shared MLflow store and inference logs (a volume in docker-compose.yml).
 # There is no network at run time: Hugging Face libraries must never try the hub.
 ENV VIRTUAL_ENV=/opt/venv \
