@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -125,3 +126,46 @@ def test_export_command_writes_the_run_folders_export(tiny_model_dir, tmp_path):
     assert refused.exit_code == 2 and "already an exported" in refused.output
     bad = CliRunner().invoke(app, ["export", str(run), "--format", "tflite"])
     assert bad.exit_code == 2 and "only onnx" in bad.output
+
+
+def test_a_verbalizer_exports_to_the_same_signature_and_agrees(tiny_llama_source, tmp_path):
+    from llmneo.config import ModelConfig
+    from llmneo.models import build_model
+
+    loaded = build_model(ModelConfig(name_or_path=str(tiny_llama_source), kind="verbalizer",
+                                     label_words=["negative", "positive"]), ["negative", "positive"])
+    student = save_model_folder(loaded, tmp_path / "student", {
+        "role": "student", "labels": ["negative", "positive"], "max_length": 64,
+        "template": "Review: {text}\nSentiment:"})
+    report = export_model(student, out_dir=tmp_path / "onnx", max_examples=48)
+    assert report.agreement == 1.0 and report.max_prob_diff < 1e-5
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"] and graph.output[0].name == "logits"
+    exported = Predictor.load(tmp_path / "onnx").predict_logits(TEXTS, batch_size=4)  # padded batches
+    np.testing.assert_allclose(exported, Predictor.load(student).predict_logits(TEXTS), atol=1e-5)
+
+
+def test_an_unmerged_lora_folder_is_merged_before_export(tmp_path):
+    """Base weights in the folder and the adapter in adapter/ (CONTRACTS.md): export = base + LoRA."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    tokenizer = _minilm_tokenizer()
+    base = _tiny_bert().eval()
+    student = save_model_folder(LoadedModel(base, tokenizer, "classifier"), tmp_path / "student", {
+        "role": "student", "labels": ["negative", "positive"], "max_length": 64,
+        "lora": {"enabled": True, "r": 4, "alpha": 8, "merged": False}})
+    adapted = get_peft_model(_tiny_bert(), LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                      task_type=TaskType.SEQ_CLS))
+    with torch.no_grad():
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)  # LoRA starts as a no-op (B = 0); make it change the outputs
+    adapted.save_pretrained(student / "adapter")
+    with torch.no_grad():
+        encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
+        expected = adapted.eval()(**encoded).logits.numpy()
+        plain = base(**encoded).logits.numpy()
+    assert np.abs(expected - plain).max() > 1e-3  # the adapter matters, so the test can tell
+    export_model(student, out_dir=tmp_path / "onnx", max_examples=32)
+    np.testing.assert_allclose(Predictor.load(tmp_path / "onnx").predict_logits(TEXTS), expected, atol=1e-5)
+    assert read_model_meta(tmp_path / "onnx")["lora"]["merged"] is True
