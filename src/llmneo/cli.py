@@ -198,6 +198,7 @@ def report(
 def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5001,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 1,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Start the MLflow UI (mlflow server) against the project's store; Ctrl-C stops it."""
@@ -208,7 +209,7 @@ def ui(
     uri = project_tracking_uri(tracking_uri)
     typer.echo(f"MLflow UI on http://{host}:{port} (store {uri})")
     try:
-        raise typer.Exit(subprocess.call(ui_command(host, port, uri)))
+        raise typer.Exit(subprocess.call(ui_command(host, port, uri, workers)))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

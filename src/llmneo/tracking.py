@@ -290,12 +290,23 @@ def _sigterm_raises() -> Iterator[None]:
 
 @contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    """Point MLflow's process-wide URI at ``uri``, then put back exactly what was there.
+
+    ``mlflow.set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI``, and there is no public way to
+    return to "not set", so MLflow's own ``_use_tracking_uri`` restores the setting and the
+    environment variable is restored here.
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        yield
+        with _use_tracking_uri(uri):
+            yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def _start_system_metrics(config: Config, run_id: str, uri: str):
@@ -375,7 +386,9 @@ def project_tracking_uri(explicit: str | None = None, project_dir: Path | None =
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(project_dir)
 
 
-def ui_command(host: str, port: int, tracking_uri: str, project_dir: Path | None = None) -> list[str]:
+def ui_command(
+    host: str, port: int, tracking_uri: str, workers: int = 1, project_dir: Path | None = None
+) -> list[str]:
     """The ``mlflow server`` command line for ``llmneo ui``: the project's store, its artifacts.
 
     ``--artifacts-destination`` is the folder our local runs already write to, so runs logged
@@ -384,7 +397,19 @@ def ui_command(host: str, port: int, tracking_uri: str, project_dir: Path | None
     import sys
 
     artifacts = (project_dir or Path.cwd()).resolve() / "mlartifacts"
-    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    # one worker by default: MLflow's default of four costs a minute of start-up on a small machine
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     command += ["--backend-store-uri", tracking_uri]
     if _is_local_store(tracking_uri):
         command += ["--artifacts-destination", str(artifacts)]
