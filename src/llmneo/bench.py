@@ -111,7 +111,17 @@ def _model_config(folder: Path) -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's resident-memory high-water mark, in MiB.
+
+    Linux's `VmHWM` belongs to the address space, which a spawned child gets fresh at exec;
+    `getrusage`'s ru_maxrss survives exec and so would report the parent's peak as the child's.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # other systems: KiB, no exec issue here
 
 
 def _load_predictor(spec: ModelSpec, num_threads: int | None) -> tuple[Any, float]:
@@ -202,13 +212,13 @@ def _peak_in_child(size: int, num_threads: int | None) -> float:
 
 
 def _measure(spec: ModelSpec, texts: list[str], labels: list[int], threads: int | None,
-             latency_threads: int | None, peak_gflops: float) -> BenchResult:
+             latency_threads: int | None) -> BenchResult:
     shared = latency_threads == threads  # one child does both when the thread settings agree
     batched = _in_fresh_process(_child_batched, spec, texts, labels, threads, shared)
     if not shared:
         batched.update(_in_fresh_process(_child_latency, spec, texts, latency_threads))
     return BenchResult(name=spec.name, role=spec.role, backend=spec.backend, precision=spec.precision,
-                       peak_share=batched["achieved_gflops"] / peak_gflops, **batched)
+                       peak_share=float("nan"), **batched)  # share set once the peak is known
 
 
 def _student_specs(run_dir: Path, student: Path, data_path: Path, notes: list[str]) -> list[ModelSpec]:
@@ -250,9 +260,13 @@ def check_targets(results: list[BenchResult], peak_gflops: float) -> list[Target
                               fastest.latency_p50_ms < 5))
     if students:
         busiest = max(students, key=lambda r: r.throughput)
-        targets.append(Target("best batched backend >= 40% of matmul peak",
-                              f"{busiest.achieved_gflops:.1f} / {peak_gflops:.1f} GFLOP/s = "
-                              f"{busiest.peak_share:.0%} ({busiest.name})", busiest.peak_share >= 0.4))
+        measured = f"{busiest.achieved_gflops:.1f} / {peak_gflops:.1f} GFLOP/s = {busiest.peak_share:.0%} ({busiest.name})"
+        fp32 = [r for r in students if r.precision == "fp32" and r is not busiest]
+        if busiest.precision == "int8" and fp32:  # int8 runs on integer units: give the like-for-like figure too
+            best_fp32 = max(fp32, key=lambda r: r.throughput)
+            measured += f"; best fp32: {best_fp32.peak_share:.0%} ({best_fp32.name})"
+        targets.append(Target("best batched backend >= 40% of the fp32 matmul peak", measured,
+                              busiest.peak_share >= 0.4))
     return targets
 
 
@@ -389,9 +403,14 @@ def bench(run_dir: str | Path, data_path: str | Path, out_dir: str | Path | None
     else:
         notes.append(f"{run_dir / 'teacher'}: no teacher model folder, teacher not measured")
     specs += _student_specs(run_dir, student, Path(data_path), notes)
-    peak = _in_fresh_process(_peak_in_child, peak_size, num_threads)
+    # The peak is measured before and after the models and the better kept: on a shared machine
+    # one measurement may fall on a busy moment, and a ceiling set too low flatters every model.
+    first_peak = _in_fresh_process(_peak_in_child, peak_size, num_threads)
+    results = [_measure(spec, texts, labels, num_threads, latency_threads) for spec in specs]
+    peak = max(first_peak, _in_fresh_process(_peak_in_child, peak_size, num_threads))
     print(f"fp32 matmul peak: {peak:.1f} GFLOP/s")
-    results = [_measure(spec, texts, labels, num_threads, latency_threads, peak) for spec in specs]
+    for result in results:
+        result.peak_share = result.achieved_gflops / peak
     targets = check_targets(results, peak)
     setup = {"dev texts": count, "data": str(data_path), "threads (batch 32)": num_threads or "all cores",
              "threads (batch 1)": latency_threads or "all cores", "cpu cores": multiprocessing.cpu_count()}
