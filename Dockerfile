@@ -65,6 +65,9 @@ RUN mkdir -p src/llmneo \
 
 # ---- wheel: the project itself, as one small wheel ----
 FROM builder AS wheel
+# Build arguments are per stage: the build backend's own install needs the proxy's CA too.
+ARG PIP_FIND_LINKS=""
+ARG PIP_CERT=""
 COPY src ./src
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
