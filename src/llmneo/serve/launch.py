@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout_s: float = 120.0, process: subprocess.Popen[Any] | None = None) -> None:
-    """Poll `url`/health until it answers 200; fail early if the server process died."""
+def wait_healthy(url: str, is_running: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    """Poll `url`/health until it answers 200; fail as soon as the server stops running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode} before it became healthy")
+        if not is_running():
+            raise RuntimeError(f"the server at {url} stopped before it became healthy (see its log)")
         try:
             if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
                 return
@@ -81,7 +81,7 @@ def server_process(
     output = open(log_file, "wb") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_healthy(url, process=process)
+        wait_healthy(url, lambda: process.poll() is None)
         yield process
     finally:
         if process.poll() is None:
@@ -113,7 +113,7 @@ def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url)
+        wait_healthy(url, thread.is_alive)
         yield url
     finally:
         server.should_exit = True

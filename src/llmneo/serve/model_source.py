@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from llmneo.inference import META_FILE, resolve_model_dir
 
@@ -28,8 +29,7 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
 def fetch_model(source: str, tracking_uri: str | None = None) -> tuple[Path, str | None]:
     """A local model folder for `source`, and its registry version when it came from the registry."""
     if source.startswith(MLFLOW_SCHEMES):
-        uri = resolve_tracking_uri(tracking_uri)
-        return _download(source, uri), _registry_version(source, uri)
+        return _download(source, resolve_tracking_uri(tracking_uri))
     return resolve_model_dir(source), None
 
 
@@ -39,25 +39,33 @@ def folder_version(folder: Path) -> str:
     return f"sha256:{digest[:12]}"
 
 
-def _download(uri: str, tracking_uri: str) -> Path:
+def _download(uri: str, tracking_uri: str) -> tuple[Path, str | None]:
+    """Download an MLflow model, then find the llmneo model folder inside it (a pyfunc keeps it as an artifact).
+
+    A registered version is resolved here with a client bound to `tracking_uri`: MLflow's own
+    models:/ resolution reads the process-wide registry URI and ignores the one passed to it.
+    """
     import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    name, version = _registered_version(uri, client)
+    artifact_uri = client.get_model_version_download_uri(name, version) if name and version else uri
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri))
     found = sorted(local.rglob(META_FILE), key=lambda path: len(path.parts))  # the shallowest one
     if not found:
         raise FileNotFoundError(f"{uri}: downloaded to {local}, but it holds no llmneo model folder ({META_FILE})")
-    return found[0].parent
+    return found[0].parent, version
 
 
-def _registry_version(uri: str, tracking_uri: str) -> str | None:
-    """'3' for models:/name/3 or models:/name@alias (asking the registry), else None."""
+def _registered_version(uri: str, client: Any) -> tuple[str | None, str | None]:
+    """(name, version) for models:/name/3 or models:/name@alias; (None, None) for other URIs."""
     if not uri.startswith("models:/"):
-        return None
+        return None, None
     reference = uri.removeprefix("models:/").strip("/")
     if "@" in reference:
-        import mlflow
-
         name, alias = reference.split("@", 1)
-        return str(mlflow.MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
     parts = reference.split("/")
-    return parts[1] if len(parts) == 2 and parts[1].isdigit() else None
+    if len(parts) == 2 and parts[1].isdigit():
+        return parts[0], parts[1]
+    return None, None
