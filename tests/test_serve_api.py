@@ -178,7 +178,9 @@ def test_metrics_count_requests_by_status(client: httpx.Client) -> None:
 
 
 def test_docs_openapi_and_web_page(client: httpx.Client) -> None:
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text and "https://" not in docs.text
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
     schema = client.get("/openapi.json").json()
     request_schema = schema["components"]["schemas"]["PredictRequest"]["properties"]["texts"]
     assert request_schema["maxItems"] == 64 and request_schema["items"]["maxLength"] == 2000

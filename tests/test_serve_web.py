@@ -76,3 +76,11 @@ def test_page_shows_the_servers_error(base_url: str, browser: webdriver.Chrome) 
     browser.find_element(By.ID, "predict").click()
     WebDriverWait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "error"), "2000"))
     assert "body.texts.0" in browser.find_element(By.ID, "error").text
+
+
+def test_docs_render_offline(base_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(base_url + "/docs")
+    paths = WebDriverWait(browser, 30).until(
+        lambda driver: driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path") or None
+    )
+    assert {"/predict", "/health", "/info", "/metrics"} <= {path.text.replace("\u200b", "") for path in paths}

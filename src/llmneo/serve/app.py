@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
 from llmneo.inference import Predictor
@@ -57,8 +58,9 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         finally:
             await service.shutdown()
 
-    app = FastAPI(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan,
-                  max_body_size=settings.max_body_bytes)  # 413 on Content-Length or on the bytes received
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the package, not from a CDN
+    app = FastAPIOffline(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan,
+                         max_body_size=settings.max_body_bytes)  # 413 on Content-Length or on bytes received
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.state.settings = settings
     app.state.metrics = serve_metrics
