@@ -293,3 +293,16 @@ def test_an_onnx_export_serves_the_same_answers(tiny_model_dir: Path, client: ht
     for onnx_result, torch_result in zip(onnx_results, torch_results):
         assert onnx_result["label"] == torch_result["label"]
         assert onnx_result["probs"] == pytest.approx(torch_result["probs"], abs=1e-4)
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMNEO_MODEL", "outputs/demo")
+    monkeypatch.setenv("LLMNEO_API_KEY", "")  # what `${LLMNEO_API_KEY:-}` gives in a compose file
+    monkeypatch.setenv("LLMNEO_MAX_WAIT_MS", "2.5")
+    monkeypatch.setenv("LLMNEO_BATCHING", "false")
+    settings = ServeSettings()  # type: ignore[call-arg]
+    assert settings.model == "outputs/demo" and settings.api_key is None
+    assert settings.max_wait_ms == 2.5 and settings.batching is False and settings.host == "127.0.0.1"
+    monkeypatch.setenv("LLMNEO_MAX_TEXTS", "0")
+    with pytest.raises(ValueError, match="max_texts"):
+        ServeSettings()  # type: ignore[call-arg]

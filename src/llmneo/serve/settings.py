@@ -8,9 +8,9 @@ hit lives here, so `/info` can report the limits the server actually enforces.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ServeSettings"]
@@ -58,3 +58,9 @@ class ServeSettings(BaseSettings):
     mlflow_session: bool = Field(False, description="Record the serving session as an MLflow run at shutdown.")
     mlflow_tracking_uri: str | None = Field(None, description="Default: $MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow.db.")
     mlflow_experiment: str = Field("llmneo-serving", description="Experiment of the session runs.")
+
+    @field_validator("api_key", "log_path", "mlflow_tracking_uri", "num_threads", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """`LLMNEO_API_KEY=` (as compose files write `${LLMNEO_API_KEY:-}`) means no key, not an empty one."""
+        return None if isinstance(value, str) and not value.strip() else value
