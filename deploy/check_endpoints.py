@@ -3,11 +3,14 @@
 `api URL MODEL_DIR`: waits for /health, then checks /health, /info, /predict (against the host's own
 Predictor on the same model folder: the container must give the same probabilities) and one bad
 request. `mlflow URL`: waits for the MLflow server, then checks its UI page and its REST API.
+`session URL EXPERIMENT`: the MLflow server shows a serving session that the API recorded in the shared
+store when it stopped (proof that both containers use one tracking store).
 Exits non-zero with a message naming the failed check. Only the standard library talks HTTP, so the
 script states exactly what a client sees.
 
 Usage: python deploy/check_endpoints.py api http://127.0.0.1:8000 outputs/demo/student [--timeout 180]
        python deploy/check_endpoints.py mlflow http://127.0.0.1:5001 [--timeout 180]
+       python deploy/check_endpoints.py session http://127.0.0.1:5001 llmneo-serving [--timeout 60]
 """
 
 from __future__ import annotations
@@ -122,18 +125,42 @@ def check_mlflow(base_url: str, timeout_s: float) -> None:
     print(f"check-mlflow: ok: UI page served, experiments in the store: {names}")
 
 
+def check_session(base_url: str, experiment: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    runs: list[dict[str, Any]] = []
+    while not runs and time.monotonic() < deadline:
+        status, payload = _request(f"{base_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")
+        if status == 200:
+            experiment_id = json.loads(payload)["experiment"]["experiment_id"]
+            runs = _json(f"{base_url}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]}).get("runs", [])
+        if not runs:
+            time.sleep(1)
+    if not runs:
+        raise CheckFailed(f"{base_url}: no run in experiment {experiment!r} after {timeout_s:.0f} s: the API's "
+                          "serving session did not reach the shared tracking store")
+    metrics = {metric["key"]: metric["value"] for metric in runs[0]["data"].get("metrics", [])}
+    if not metrics:
+        raise CheckFailed(f"{base_url}: the serving session run {runs[0]['info']['run_id']} has no metrics")
+    print(f"check-session: ok: run {runs[0]['info']['run_name']!r} in {experiment!r}, "
+          f"{len(metrics)} metrics, e.g. {dict(sorted(metrics.items())[:3])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("service", choices=["api", "mlflow"])
+    parser.add_argument("service", choices=["api", "mlflow", "session"])
     parser.add_argument("url")
-    parser.add_argument("model_dir", nargs="?", help="the model folder the API serves (api only)")
+    parser.add_argument("target", nargs="?", help="api: the model folder it serves; session: the experiment")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the service")
     args = parser.parse_args(argv)
     try:
         if args.service == "api":
-            if not args.model_dir:
-                parser.error("api needs MODEL_DIR")
-            check_api(args.url.rstrip("/"), args.model_dir, args.timeout)
+            if not args.target:
+                parser.error("api needs the model folder")
+            check_api(args.url.rstrip("/"), args.target, args.timeout)
+        elif args.service == "session":
+            if not args.target:
+                parser.error("session needs the experiment name")
+            check_session(args.url.rstrip("/"), args.target, args.timeout)
         else:
             check_mlflow(args.url.rstrip("/"), args.timeout)
     except CheckFailed as error:

@@ -146,6 +146,9 @@ else
         || { tail -n 40 "$WORK_DIR/compose.log" >&2; fail "podman-compose up"; }
     "$PYTHON" deploy/check_endpoints.py mlflow "http://127.0.0.1:$MLFLOW_UI_PORT" --timeout 180
     "$PYTHON" deploy/check_endpoints.py api "http://127.0.0.1:$LLMNEO_API_PORT" "$model_dir" --timeout 180
+    # A graceful stop makes the API record its serving session in the store the UI reads.
+    "${podman_cmd[@]}" stop -t 60 "${PROJECT}_api_1" >/dev/null
+    "$PYTHON" deploy/check_endpoints.py session "http://127.0.0.1:$MLFLOW_UI_PORT" llmneo-serving --timeout 60
     log "compose stack: ok"
 fi
 

@@ -32,7 +32,8 @@ def test_image_builds_starts_and_answers_and_compose_stack_serves():
                             text=True, timeout=TIMEOUT_S)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    assert "check-api: ok" in output and "check-mlflow: ok" in output and "compose stack: ok" in output
+    for step in ("check-api: ok", "check-mlflow: ok", "check-session: ok", "compose stack: ok"):
+        assert step in output, f"{step!r} missing from:\n{output[-3000:]}"
     summary = re.search(r"SUMMARY image=\S+ size_mb=(\d+) build_s=(\d+) time_to_healthy_ms=(\d+)", output)
     assert summary, output[-3000:]
     print(summary.group(0))
