@@ -67,6 +67,7 @@ class MicroBatcher:
         self._enabled = enabled
         self._observer = observer
         self._jobs: deque[_Job] = deque()
+        self._queued_texts = 0  # texts in self._jobs, kept as a count so a long queue costs nothing to size
         self._arrived = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -74,7 +75,7 @@ class MicroBatcher:
 
     @property
     def pending_texts(self) -> int:
-        return sum(len(job.texts) for job in self._jobs)
+        return self._queued_texts
 
     def start(self) -> None:
         """Start the collector task on the running event loop."""
@@ -89,6 +90,7 @@ class MicroBatcher:
             raise ValueError("submit needs at least one text")
         job = _Job(list(texts), asyncio.get_running_loop().create_future())
         self._jobs.append(job)
+        self._queued_texts += len(job.texts)
         self._arrived.set()
         return await job.future
 
@@ -134,6 +136,7 @@ class MicroBatcher:
             job = self._jobs.popleft()
             jobs.append(job)
             size += len(job.texts)
+        self._queued_texts -= size
         return jobs
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
