@@ -202,16 +202,13 @@ def ui(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Start the MLflow UI (mlflow server) against the project's store; Ctrl-C stops it."""
-    import subprocess
-
-    from llmneo.tracking import project_tracking_uri, ui_command
+    from llmneo.tracking import project_tracking_uri, ui_command, ui_environment
 
     uri = project_tracking_uri(tracking_uri)
-    typer.echo(f"MLflow UI on http://{host}:{port} (store {uri})")
-    try:
-        raise typer.Exit(subprocess.call(ui_command(host, port, uri, workers)))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    command = ui_command(host, port, uri, workers)
+    typer.echo(f"MLflow UI on http://{host}:{port} (store {uri})", err=True)
+    # exec: the server takes this process's place, so Ctrl-C and SIGTERM reach it directly
+    os.execve(command[0], command, ui_environment())
 
 
 # --- serving commands: serve, bench-serve (serve owner) ---

@@ -54,6 +54,7 @@ __all__ = [
     "run_tags",
     "stage_run",
     "ui_command",
+    "ui_environment",
 ]
 
 _log = logging.getLogger(__name__)
@@ -414,3 +415,12 @@ def ui_command(
     if _is_local_store(tracking_uri):
         command += ["--artifacts-destination", str(artifacts)]
     return command
+
+
+def ui_environment() -> dict[str, str]:
+    """The environment for ``llmneo ui``: MLflow's GenAI job runner off unless asked for.
+
+    The runner (judges, scheduled trace jobs) is of no use to this project, slows the start by
+    seconds and kept ``mlflow server`` alive after SIGTERM in our tests.
+    """
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
