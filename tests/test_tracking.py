@@ -78,9 +78,10 @@ def mlflow_server(tmp_path_factory) -> str:
             process.wait()
 
 
-@pytest.fixture
-def sqlite_uri(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def sqlite_uri(tmp_path_factory) -> str:
+    """One SQLite store for the module (creating its tables takes seconds); tests use their own runs."""
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite-store') / 'mlflow.db'}"
 
 
 def _config(uri: str | None, **tracking):
