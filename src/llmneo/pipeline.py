@@ -10,16 +10,19 @@ from __future__ import annotations
 import csv
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import set_seed
 
 from llmneo import tracking
 from llmneo.atomic import atomic_path, write_text_atomic
 from llmneo.cache import CachedLogits
-from llmneo.config import Config, save_config
+from llmneo.config import Config, StudentConfig, save_config
 from llmneo.data import DataSplits, describe_bad_rows, load_splits
+from llmneo.distributed import is_main_process
 from llmneo.inference import Predictor
 from llmneo.metrics import classification_metrics, softmax
 from llmneo.models import build_model
@@ -42,10 +45,28 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _stage_run(config: Config, stage: str):
+    """The stage's tracker on rank 0; the other ranks of a distributed launch log nothing."""
+    return tracking.stage_run(config, stage) if is_main_process() else nullcontext(tracking.NullTracker())
+
+
 def _start(config: Config) -> None:
+    if not is_main_process():
+        return
     config.run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(config.run_dir / "config.yaml") as temp:
         save_config(config, temp)
+
+
+RUN_TEACHER = "run:teacher"
+
+
+def student_model_config(config: Config) -> StudentConfig:
+    """`name_or_path: run:teacher` starts the student from this run's tuned teacher (DistilBERT-style:
+    a subset of the teacher's own layers, already adapted to the task, with its classification head)."""
+    if config.student.name_or_path != RUN_TEACHER:
+        return config.student
+    return config.student.model_copy(update={"name_or_path": str(teacher_folder(config))})
 
 
 def student_splits(config: Config) -> DataSplits:
@@ -58,9 +79,9 @@ def student_splits(config: Config) -> DataSplits:
 
 def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | None:
     _start(config)
-    with tracking.stage_run(config, "teacher") as tracker:
+    with _stage_run(config, "teacher") as tracker:
         outcome = prepare_teacher(config, callbacks=tracker.trainer_callbacks(), resume=resume)
-        if outcome is not None:
+        if outcome is not None and is_main_process():
             write_json(config.run_dir / "teacher_metrics.json",
                        {"history": outcome.history, "final": outcome.final, "parameters": outcome.parameters,
                         "train_seconds": outcome.train_seconds})
@@ -72,7 +93,7 @@ def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | No
 def run_cache_stage(config: Config) -> CachedLogits:
     _start(config)
     splits = student_splits(config)
-    with tracking.stage_run(config, "cache") as tracker:
+    with _stage_run(config, "cache") as tracker:
         started = time.perf_counter()
         cached = teacher_logits(config, splits)
         tracker.log_metrics({f"teacher_{k}": v for k, v in cached.teacher_dev_metrics.items()})
@@ -95,17 +116,20 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
     _start(config)
     splits = student_splits(config)
     cached = teacher_logits(config, splits)
-    loaded = build_model(config.student, config.data.labels)
+    set_seed(config.student.train.seed)  # the new head and LoRA weights start the same in every run
+    loaded = build_model(student_model_config(config), config.data.labels)
     meta = {"role": "student", "labels": config.data.labels, "base_model": config.student.name_or_path,
             "teacher_base_model": config.teacher.name_or_path, "run_name": config.name,
             "loss": config.loss.model_dump(),
             "data": {"train": len(splits.train), "dev": len(splits.dev),
                      "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
-    with tracking.stage_run(config, "student") as tracker:
+    with _stage_run(config, "student") as tracker:
         outcome = fine_tune(loaded, config.student, config.student.train, config.student.lora.enabled, splits,
                             config.run_dir / "student", meta, loss_config=config.loss,
                             train_teacher_logits=cached.train, dev_teacher_logits=cached.dev,
                             callbacks=tracker.trainer_callbacks(), resume=resume, merge=config.student.lora.merge)
+        if not is_main_process():
+            return outcome
         write_json(config.run_dir / "metrics.json",
                    {"history": outcome.history, "final": outcome.final, "teacher": cached.teacher_dev_metrics,
                     "parameters": outcome.parameters, "train_seconds": outcome.train_seconds,
@@ -136,7 +160,7 @@ def _timed_evaluation(predictor: Predictor, texts: list[str], labels: list[int],
 def run_evaluate_stage(config: Config) -> dict[str, dict]:
     """Teacher and student side by side on dev: quality, size and speed, measured in one process."""
     splits = student_splits(config)
-    with tracking.stage_run(config, "evaluate") as tracker:
+    with _stage_run(config, "evaluate") as tracker:
         student = Predictor.load(config.run_dir / "student", device=config.student.device)
         teacher = (Predictor.load(teacher_folder(config), device=config.teacher.device)
                    if config.teacher.finetune else load_live_teacher(config))
@@ -167,12 +191,16 @@ def _print_summary(config: Config, summary: dict[str, dict]) -> None:
     Console().print(f"student is {summary['speedup']:.1f}x faster per example; outputs in {config.run_dir}")
 
 
-def run_pipeline(config: Config, resume: bool = False) -> dict[str, dict]:
+def run_pipeline(config: Config, resume: bool = False) -> dict[str, dict] | None:
+    """All four stages under one parent run; under a distributed launch rank 0 alone evaluates and logs."""
     started = time.perf_counter()
-    with tracking.pipeline_run(config) as tracker:
+    parent = tracking.pipeline_run(config) if is_main_process() else nullcontext(tracking.NullTracker())
+    with parent as tracker:
         run_teacher_stage(config, resume)
         run_cache_stage(config)
         run_distill_stage(config, resume)
+        if not is_main_process():
+            return None
         summary = run_evaluate_stage(config)
         summary["wall_seconds"] = time.perf_counter() - started
         write_json(config.run_dir / "summary.json", summary)
@@ -180,4 +208,3 @@ def run_pipeline(config: Config, resume: bool = False) -> dict[str, dict]:
         tracker.log_stage_outputs(config.run_dir)
     print(f"[run] pipeline finished in {summary['wall_seconds']:.0f} s")
     return summary
-

@@ -6,21 +6,22 @@ ever sees arrays. A live teacher runs in eval mode under `inference_mode` (insid
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+from transformers import set_seed
 
 from llmneo.cache import CacheCorrupt, CacheKey, CachedLogits, LogitCache, model_identity
 from llmneo.config import Config
 from llmneo.data import DataSplits, load_splits
+from llmneo.distributed import barrier, rank_and_world
 from llmneo.inference import Predictor
 from llmneo.metrics import classification_metrics, softmax
 from llmneo.models import build_model, resolve_model_source
 from llmneo.train import TrainOutcome, fine_tune
 
 __all__ = ["teacher_folder", "teacher_source", "prepare_teacher", "load_live_teacher", "cache_for",
-           "teacher_logits", "distributed_rank"]
+           "teacher_logits"]
 
 
 def teacher_folder(config: Config) -> Path:
@@ -43,6 +44,7 @@ def prepare_teacher(config: Config, callbacks=None, resume: bool = False) -> Tra
         print(f"[teacher] {config.teacher.name_or_path} is used as is (teacher.finetune: false)")
         return None
     splits = load_splits(config.data, config.teacher.train.max_train_samples)
+    set_seed(config.teacher.train.seed)  # the new head starts the same in every run
     loaded = build_model(config.teacher, config.data.labels)
     meta = {"role": "teacher", "labels": config.data.labels, "base_model": config.teacher.name_or_path,
             "run_name": config.name, "data": {"train": len(splits.train), "dev": len(splits.dev),
@@ -72,16 +74,6 @@ def cache_for(config: Config, splits: DataSplits) -> LogitCache:
     return LogitCache(config.cache.dir, key)
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size); under `accelerate launch` or `torchrun` this joins the process group."""
-    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
-        return 0, 1
-    from accelerate import PartialState
-
-    state = PartialState()
-    return state.process_index, state.num_processes
-
-
 def _load_verified(cache: LogitCache) -> CachedLogits | None:
     if not cache.exists():
         return None
@@ -100,7 +92,7 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None) -> CachedL
         print(f"[cache] reusing teacher logits from {cache_for(config, splits).folder}")
         return cache
     cache = cache_for(config, splits)
-    rank, world_size = distributed_rank()
+    rank, world_size = rank_and_world()
     texts = {"train": splits.train.texts, "dev": splits.dev.texts}
     sizes = {split: len(values) for split, values in texts.items()}
     if cache.missing_shards(sizes, config.cache.shard_size):
@@ -108,11 +100,11 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None) -> CachedL
         compute = lambda chunk, label: predictor.predict_logits(chunk, config.cache.batch_size, progress=label)  # noqa: E731
         cache.build(compute, texts, config.cache.shard_size, rank, world_size, on_shard)
     if world_size > 1:
-        _barrier()
+        barrier()
     if rank == 0:
         dev = _merge_with_metrics(cache, splits, sizes, config)
     if world_size > 1:
-        _barrier()
+        barrier()
     loaded = cache.load()
     if rank == 0:
         print(f"[cache] teacher dev accuracy {dev['accuracy']:.4f}, stored in {cache.folder}")
@@ -128,9 +120,3 @@ def _merge_with_metrics(cache: LogitCache, splits: DataSplits, sizes: dict[str, 
     metrics = classification_metrics(np.asarray(splits.dev.labels), softmax(dev_logits))
     cache.merge(sizes, shard_size, {"teacher": config.teacher.name_or_path, "teacher_dev_metrics": metrics})
     return metrics
-
-
-def _barrier() -> None:
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()

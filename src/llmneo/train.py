@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from llmneo.atomic import atomic_dir
 from llmneo.config import LossConfig, ModelConfig, TrainSettings
@@ -28,7 +27,8 @@ from llmneo.metrics import (agreement, classification_metrics, confusion, expect
                             fit_temperature, softmax)
 from llmneo.models import LoadedModel, apply_lora, count_parameters, save_model_folder
 
-__all__ = ["TrainOutcome", "DistillationTrainer", "fine_tune", "evaluation_report"]
+__all__ = ["TrainOutcome", "DistillationTrainer", "CheckpointCompleteMarker", "fine_tune", "evaluation_report",
+           "last_complete_checkpoint"]
 
 
 @dataclass
@@ -77,6 +77,38 @@ class DistillationTrainer(Trainer):
                 logs[name] = round(float(total) / self._component_count, 6)
             self._component_sums, self._component_count = {}, 0
         super().log(logs, start_time)
+
+
+COMPLETE_MARKER = ".complete"
+
+
+class CheckpointCompleteMarker(TrainerCallback):
+    """Marks a checkpoint folder complete once Trainer has written all of it.
+
+    Trainer writes `checkpoint-N/` file by file; a process killed mid-save leaves a folder that
+    `get_last_checkpoint` would trust. `on_save` runs after the save, so the marker makes the
+    checkpoint atomic from the point of view of `--resume`.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+        return control
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint with its completion marker; unfinished newer ones are reported."""
+    if not checkpoint_dir.is_dir():
+        return None
+    found = sorted((p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in found:
+        if (folder / COMPLETE_MARKER).is_file():
+            return str(folder)
+        print(f"[resume] ignoring unfinished checkpoint {folder}")
+    return None
 
 
 def _texts(splits_texts: list[str], model_cfg: ModelConfig) -> list[str]:
@@ -153,6 +185,7 @@ def _training_arguments(settings: TrainSettings, checkpoint_dir: Path, model_cfg
         bf16=cuda and model_cfg.dtype == "bf16",
         fp16=cuda and model_cfg.dtype == "fp16",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
 
@@ -197,10 +230,11 @@ def fine_tune(loaded: LoadedModel, model_cfg: ModelConfig, settings: TrainSettin
     trainer = DistillationTrainer(
         model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
         data_collator=_Collator(loaded.tokenizer), train_dataset=train_ds, eval_dataset=dev_ds,
-        compute_metrics=_metrics_function(dev_teacher_logits), callbacks=callbacks or [],
+        compute_metrics=_metrics_function(dev_teacher_logits),
+        callbacks=[CheckpointCompleteMarker(), *(callbacks or [])],
         loss_config=loss_config,
     )
-    last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.is_dir() else None
+    last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if resume:
         print(f"[{meta.get('role', 'model')}] resuming from {last}" if last else "[resume] no checkpoint: from the start")
     started = time.perf_counter()
@@ -219,7 +253,9 @@ def fine_tune(loaded: LoadedModel, model_cfg: ModelConfig, settings: TrainSettin
                    "keep_layers": model_cfg.keep_layers,
                    "lora": ({"enabled": True, "r": lora.r, "alpha": lora.alpha,
                              "target_modules": lora.target_modules} if lora_enabled and lora else None)}
-    with atomic_dir(output_dir) as temp:
-        save_model_folder(loaded, temp, folder_meta, merge=merge)
-        (temp / "train_history.json").write_text(json.dumps(trainer.state.log_history, indent=1, default=str))
+    if trainer.is_world_process_zero():  # one writer; the other ranks wait until the folder is in place
+        with atomic_dir(output_dir) as temp:
+            save_model_folder(loaded, temp, folder_meta, merge=merge)
+            (temp / "train_history.json").write_text(json.dumps(trainer.state.log_history, indent=1, default=str))
+    trainer.accelerator.wait_for_everyone()
     return TrainOutcome(output_dir, history, final, dev_logits, parameters, train_seconds, folder_meta)
