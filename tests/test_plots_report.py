@@ -189,9 +189,11 @@ def test_report_from_run_folder_holds_images_and_tables(run_folder):
             "reliability_diagram", "eval_accuracy_vs_step"} <= set(names)
     for _, payload in images:
         assert_sensible_png(base64.b64decode(payload))
-    for table in ("models", "errors", "final", "hyperparameters"):
+    for table in ("models", "errors", "final", "side-by-side", "hyperparameters"):
         assert f'<table id="{table}">' in html
     assert "<td>student.train.learning_rate</td><td>5e-05</td>" in html
+    assert "<td>name_or_path</td><td>tiny-teacher</td><td>tiny-student</td>" in html  # side by side
+    assert "<td>lora.enabled</td><td>False</td><td>True</td>" in html
     assert "<td>parameters</td><td>22,700,000</td><td>999,138</td>" in html
     assert "&lt;script&gt;alert(" in html and "<script>alert(" not in html  # texts are escaped
     assert "http://" not in html and "https://" not in html  # nothing to fetch: opens anywhere

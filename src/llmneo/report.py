@@ -41,6 +41,7 @@ __all__ = [
     "read_run_folder",
     "render_html",
     "run_figures",
+    "side_by_side_settings",
     "true_label_ids",
     "write_report",
 ]
@@ -249,6 +250,13 @@ def run_figures(outputs: RunOutputs) -> dict[str, Figure]:
     return figures
 
 
+def side_by_side_settings(config: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """Settings the teacher and student sections share (model, LoRA, training), as (teacher, student)."""
+    teacher = flatten((config or {}).get("teacher") or {})
+    student = flatten((config or {}).get("student") or {})
+    return {key: (teacher[key], student[key]) for key in teacher if key in student}
+
+
 def _data_uri(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(plots.png_bytes(figure)).decode("ascii")
 
@@ -289,6 +297,8 @@ th{background:#f3f3f3}.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{ma
 <h2>Final metrics</h2>
 <table id="final"><tr><th>metric</th><th>value</th></tr>{% for key, value in final.items() %}<tr><td>{{ key }}</td><td>{{ fmt(value) }}</td></tr>{% endfor %}</table>
 <h2>Hyperparameters</h2>
+<table id="side-by-side"><tr><th>setting</th><th>teacher</th><th>student</th></tr>{% for key, pair in side_by_side.items() %}<tr><td>{{ key }}</td><td>{{ fmt(pair[0]) }}</td><td>{{ fmt(pair[1]) }}</td></tr>{% endfor %}</table>
+<h3>Every resolved setting</h3>
 <table id="hyperparameters"><tr><th>key</th><th>value</th></tr>{% for key, value in params.items() %}<tr><td>{{ key }}</td><td>{{ fmt(value) }}</td></tr>{% endfor %}</table>
 </body></html>
 """
@@ -311,6 +321,7 @@ def render_html(outputs: RunOutputs, source: str, error_limit: int = 20) -> str:
         error_columns=list(errors.columns),
         final=(outputs.metrics or {}).get("final") or {},
         params=flatten(outputs.config or {}),
+        side_by_side=side_by_side_settings(outputs.config),
         fmt=_format,
     )
 
