@@ -293,6 +293,14 @@ def test_disabled_tracking_is_a_no_op(tmp_path, monkeypatch):
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
 
 
+def test_only_rank_zero_opens_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    with tracking.stage_run(_config(f"sqlite:///{tmp_path / 'rank.db'}"), "student") as tracker:
+        assert isinstance(tracker, tracking.NullTracker) and tracker.trainer_callbacks() == []
+    assert not (tmp_path / "rank.db").exists()
+
+
 def test_default_store_is_sqlite_in_the_project_with_artifacts_beside(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

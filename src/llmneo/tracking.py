@@ -360,10 +360,15 @@ def _open_run(config: Config, stage: str | None, run_name: str) -> Iterator[Mlfl
             _end_runs_down_to(run_id, _status_for(error))
 
 
+def _tracks(config: Config) -> bool:
+    """Tracking on, and this is the main process: under torchrun only rank 0 opens runs."""
+    return config.tracking.enabled and os.environ.get("RANK", "0") == "0"
+
+
 @contextmanager
 def pipeline_run(config: Config) -> Iterator[Tracker]:
     """The parent run of ``llmneo run`` (a no-op tracker when tracking is off)."""
-    if not config.tracking.enabled:
+    if not _tracks(config):
         yield NullTracker()
         return
     with _open_run(config, None, config.name) as tracker:
@@ -375,7 +380,7 @@ def stage_run(config: Config, stage: str) -> Iterator[Tracker]:
     """One stage's run: a child of whatever run is active, else a top-level run."""
     if stage not in STAGES:
         raise ValueError(f"stage_run: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    if not config.tracking.enabled:
+    if not _tracks(config):
         yield NullTracker()
         return
     with _open_run(config, stage, f"{config.name}-{stage}") as tracker:
