@@ -47,7 +47,8 @@ def test_forward_flops_match_torchs_flop_counter_for_bert_and_llama():
 
 def test_matmul_peak_is_a_positive_rate_and_restores_the_thread_count():
     threads = torch.get_num_threads()
-    assert 0.1 < matmul_peak_gflops(size=256, repeats=2, num_threads=1) < 1e5
+    peaks = matmul_peak_gflops(size=256, repeats=2, num_threads=1)
+    assert set(peaks) == {"torch", "onnxruntime"} and all(0.1 < gflops < 1e5 for gflops in peaks.values())
     assert torch.get_num_threads() == threads
 
 
@@ -111,6 +112,7 @@ def test_bench_measures_every_model_writes_table_chart_and_logs_to_mlflow(tiny_r
     report = json.loads((tiny_run / "bench.json").read_text())
     by_name = {r["name"]: r for r in report["results"]}
     assert report["matmul_peak_gflops"] > 0 and report["setup"]["dev texts"] == 40
+    assert "onnxruntime" in report["setup"]["matmul GFLOP/s by library"]
     for row in report["results"]:
         assert 0 <= row["accuracy"] <= 1 and row["throughput"] > 0 and row["peak_rss_mb"] > row["model_rss_mb"] >= 0
         assert 0 < row["latency_p50_ms"] <= row["latency_p99_ms"] and row["achieved_gflops"] > 0
