@@ -226,17 +226,24 @@ class MetricsCallback(TrainerCallback):
     """Per-step metrics from a ``transformers.Trainer``: eval metrics, loss, learning rate, throughput.
 
     Only the main process logs (``state.is_world_process_zero``), with ``state.global_step`` as the
-    step. Throughput is examples/s between two logging events, measured on the wall clock.
+    step. Throughput is training examples per second of training time between two logging events:
+    time spent in evaluation or checkpointing falls between steps and is not counted.
     """
 
     def __init__(self, tracker: MlflowTracker) -> None:
         self.tracker = tracker
-        self._last_time: float | None = None
-        self._last_step = 0
+        self._step_started: float | None = None
+        self._train_seconds = 0.0  # since the last logging event
+        self._steps = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._last_time = time.perf_counter()
-        self._last_step = state.global_step
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_started is not None:
+            self._train_seconds += time.perf_counter() - self._step_started
+            self._steps += 1
+            self._step_started = None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero and metrics:
@@ -247,19 +254,11 @@ class MetricsCallback(TrainerCallback):
             return
         # eval_* keys reach on_log too; on_evaluate has logged them already
         values = {key: value for key, value in logs.items() if not key.startswith("eval_")}
-        throughput = self._examples_per_second(args, state.global_step)
-        if throughput is not None:
-            values["train_examples_per_second"] = throughput
+        if self._steps and self._train_seconds > 0:
+            per_step = args.train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+            values["train_examples_per_second"] = self._steps * per_step / self._train_seconds
+            self._steps, self._train_seconds = 0, 0.0
         self.tracker.log_metrics(values, step=state.global_step)
-
-    def _examples_per_second(self, args, step: int) -> float | None:
-        now = time.perf_counter()
-        if self._last_time is None or step <= self._last_step:
-            return None
-        per_step = args.train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
-        rate = (step - self._last_step) * per_step / max(now - self._last_time, 1e-9)
-        self._last_time, self._last_step = now, step
-        return rate
 
 
 def _status_for(error: BaseException | None) -> str:
