@@ -62,19 +62,20 @@ def _result(name: str, role: str, backend: str, p50: float, throughput: float, a
 
 def test_targets_are_judged_as_ratios_within_one_run():
     results = [_result("teacher torch fp32", "teacher", "torch", 60, 30, 0.90, 0.2),
+               _result("teacher onnx fp32", "teacher", "onnx", 20, 110, 0.90, 0.5),
                _result("student torch fp32", "student", "torch", 25, 100, 0.88, 0.2),
                _result("student onnx fp32", "student", "onnx", 6, 300, 0.88, 0.5),
                _result("student onnx int8", "student", "onnx", 4, 320, 0.878, 0.45)]
     targets = check_targets(results, peak_gflops=100)
     assert [t.passed for t in targets] == [True, True, True, True]
-    assert "3.33x" in targets[0].measured and "student onnx int8" in targets[1].name
+    assert targets[0].measured == "torch fp32: 3.33x, onnx fp32: 2.73x" and "student onnx int8" in targets[1].name
     assert targets[3].measured.endswith("45% (student onnx int8); best fp32: 50% (student onnx fp32)")
-    results[3].accuracy = 0.86  # 2 points below eager: the speed-up no longer counts
-    results[1].throughput = 80  # 2.67x the teacher
+    results[4].accuracy = 0.86  # 2 points below eager: the speed-up no longer counts
+    results[2].throughput = 80  # 2.67x the teacher in torch, and 2.73x in ONNX
     targets = check_targets(results, peak_gflops=100)
     assert [t.passed for t in targets] == [False, False, True, True]
     table = render_markdown(results, 100, targets, {"dev texts": 872}, ["a note"])
-    assert table.count("\n| ") == 5 and "| student onnx int8 | 0.8600 |" in table
+    assert table.count("\n| ") == 6 and "| student onnx int8 | 0.8600 |" in table
     assert "MISSED" in table and "- a note" in table and "matmul peak: 100.0 GFLOP/s" in table
 
 
@@ -102,12 +103,13 @@ def test_bench_measures_every_model_writes_table_chart_and_logs_to_mlflow(tiny_r
     result = CliRunner().invoke(app, ["bench", "--config", str(tiny_run / "config.yaml"), "--max-examples", "40",
                                       "--threads", "1", "--latency-threads", "1"])
     assert result.exit_code == 0, result.output
-    for quantization in ("onnx-fp32", "onnx-int8"):  # missing exports were made on the way
-        assert (tiny_run / "export" / quantization / "model.onnx").is_file()
+    for export in ("onnx-fp32", "onnx-int8", "teacher-onnx-fp32"):  # missing exports were made on the way
+        assert (tiny_run / "export" / export / "model.onnx").is_file()
     table = (tiny_run / "bench.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[0] for row in rows] == ["| teacher torch fp32", "| student torch fp32",
-                                                     "| student onnx fp32", "| student onnx int8"]
+    assert [row.split(" | ")[0] for row in rows] == ["| teacher torch fp32", "| teacher onnx fp32",
+                                                     "| student torch fp32", "| student onnx fp32",
+                                                     "| student onnx int8"]
     assert (tiny_run / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tiny_run / "bench.json").read_text())
     by_name = {r["name"]: r for r in report["results"]}

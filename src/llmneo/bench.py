@@ -1,9 +1,10 @@
 """`llmneo bench`: the distillation trade-off measured on this machine, in one run.
 
-For the teacher, the student in PyTorch fp32 and the student in ONNX Runtime fp32 and int8 (exported
-when missing) it measures dev accuracy and F1, parameters, weights on disk, peak resident memory,
-latency p50/p99 at batch 1 and throughput at batch 32, plus the machine's fp32 matmul peak and each
-model's achieved GFLOP/s as a share of it (`llmneo.flops` says how FLOPs are counted).
+For the teacher (PyTorch fp32, and ONNX fp32 for a same-backend comparison) and the student in
+PyTorch fp32, ONNX Runtime fp32 and int8 (exports are made when missing) it measures dev accuracy
+and F1, parameters, weights on disk, peak resident memory, latency p50/p99 at batch 1 and
+throughput at batch 32, plus the machine's fp32 matmul peak and each model's achieved GFLOP/s as a
+share of it (`llmneo.flops` says how FLOPs are counted).
 
 Every model is measured in fresh child processes, so one model's memory peak, thread pools and
 warmed caches never leak into another's figures: one child for accuracy, throughput and memory,
@@ -232,33 +233,53 @@ def _measure(spec: ModelSpec, texts: list[str], labels: list[int], threads: int 
                        peak_share=float("nan"), **batched)  # share set once the peak is known
 
 
-def _student_specs(run_dir: Path, student: Path, data_path: Path, notes: list[str]) -> list[ModelSpec]:
-    """Student in torch fp32, ONNX fp32 and ONNX int8; exports that are missing are made now."""
-    from llmneo.export import ExportRefused, default_export_dir, export_model
+def _onnx_spec(name: str, role: str, source: Path, folder: Path, quantize: str, data_path: Path,
+               notes: list[str]) -> ModelSpec | None:
+    """The exported model at `folder`, exported from `source` first when missing; None when refused."""
+    from llmneo.export import ExportRefused, export_model
 
-    specs = [ModelSpec("student torch fp32", "student", str(student), "torch", "fp32")]
+    if not (folder / "llmneo_model.json").is_file():
+        print(f"{folder}: missing, exporting now")
+        try:
+            export_model(source, quantize=quantize, out_dir=folder, data_path=data_path)
+        except ExportRefused as refused:
+            notes.append(f"{name} not measured: {refused}")
+            return None
+    return ModelSpec(name, role, str(folder), "onnx", "int8" if quantize == "int8" else "fp32")
+
+
+def _model_specs(run_dir: Path, data_path: Path, notes: list[str]) -> list[ModelSpec]:
+    """Teacher in torch and ONNX fp32 (the same-backend comparison), student in torch, ONNX fp32 and int8."""
+    from llmneo.export import default_export_dir
+
+    specs: list[ModelSpec | None] = []
+    teacher = run_dir / "teacher"
+    if (teacher / "llmneo_model.json").is_file():
+        specs += [ModelSpec("teacher torch fp32", "teacher", str(teacher), "torch", "fp32"),
+                  _onnx_spec("teacher onnx fp32", "teacher", teacher, run_dir / "export" / "teacher-onnx-fp32",
+                             "none", data_path, notes)]
+    else:
+        notes.append(f"{teacher}: no teacher model folder, teacher not measured")
+    specs.append(ModelSpec("student torch fp32", "student", str(run_dir / "student"), "torch", "fp32"))
     for quantize, precision in (("none", "fp32"), ("int8", "int8")):
-        folder = default_export_dir(run_dir, quantize)
-        if not (folder / "llmneo_model.json").is_file():
-            print(f"{folder}: missing, exporting now")
-            try:
-                export_model(run_dir, quantize=quantize, data_path=data_path)
-            except ExportRefused as refused:
-                notes.append(f"student onnx {precision} not measured: {refused}")
-                continue
-        specs.append(ModelSpec(f"student onnx {precision}", "student", str(folder), "onnx", precision))
-    return specs
+        specs.append(_onnx_spec(f"student onnx {precision}", "student", run_dir,
+                                default_export_dir(run_dir, quantize), quantize, data_path, notes))
+    return [spec for spec in specs if spec is not None]
 
 
 def check_targets(results: list[BenchResult], peak_gflops: float) -> list[Target]:
     """The issue's four targets, as ratios within this one run."""
     by_name = {r.name: r for r in results}
-    teacher, eager = by_name.get("teacher torch fp32"), by_name.get("student torch fp32")
+    eager = by_name.get("student torch fp32")
     students = [r for r in results if r.role == "student"]
     targets: list[Target] = []
-    if teacher and eager:
-        ratio = eager.throughput / teacher.throughput
-        targets.append(Target("student throughput >= 3x teacher (torch fp32, batch 32)", f"{ratio:.2f}x", ratio >= 3))
+    ratios = {backend: by_name[f"student {backend}"].throughput / by_name[f"teacher {backend}"].throughput
+              for backend in ("torch fp32", "onnx fp32")
+              if f"student {backend}" in by_name and f"teacher {backend}" in by_name}
+    if ratios:
+        targets.append(Target("student throughput >= 3x teacher on the same backend (batch 32)",
+                              ", ".join(f"{backend}: {ratio:.2f}x" for backend, ratio in ratios.items()),
+                              max(ratios.values()) >= 3))
     if eager and students:
         fastest = min(students, key=lambda r: r.latency_p50_ms)
         speedup = eager.latency_p50_ms / fastest.latency_p50_ms
@@ -408,12 +429,7 @@ def bench(run_dir: str | Path, data_path: str | Path, out_dir: str | Path | None
     count = min(len(data), max_examples) if max_examples else len(data)
     texts, labels = data.texts[:count], data.labels[:count]
     notes: list[str] = []
-    specs = []
-    if (run_dir / "teacher" / "llmneo_model.json").is_file():
-        specs.append(ModelSpec("teacher torch fp32", "teacher", str(run_dir / "teacher"), "torch", "fp32"))
-    else:
-        notes.append(f"{run_dir / 'teacher'}: no teacher model folder, teacher not measured")
-    specs += _student_specs(run_dir, student, Path(data_path), notes)
+    specs = _model_specs(run_dir, Path(data_path), notes)
     # The peak is measured before and after the models and the better kept: on a shared machine
     # one measurement may fall on a busy moment, and a ceiling set too low flatters every model.
     first_peaks = _in_fresh_process(_peak_in_child, peak_size, num_threads)
