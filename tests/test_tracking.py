@@ -154,6 +154,7 @@ def test_http_model_registered_as_champion_and_predicts(logged_student, monkeypa
     client, name = logged_student.client, logged_student.config.tracking.registered_model_name
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.run_id == logged_student.child and champion.tags["dev_accuracy"] == "0.750000"
+    assert champion.tags["dev_fingerprint"] == "deadbeef"
     assert client.get_run(logged_student.child).data.tags["llmneo.registered_model"] == f"{name}/{champion.version}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged_student.uri)
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")

@@ -10,7 +10,9 @@ artifact ``model_dir``, so ``mlflow.pyfunc.load_model(uri).predict(["a fine film
 Champion rule (automatic, applied each time a student is registered): the new version takes the
 alias ``champion`` when no version holds it yet, or when its dev accuracy (the version tag
 ``dev_accuracy``) is strictly higher than the current champion's. A tie keeps the older champion,
-so re-running the same config never moves the alias. ``llmneo promote RUN`` moves it by hand.
+so re-running the same config never moves the alias. Accuracies are compared as recorded: they
+are comparable when both versions were scored on the same dev set, which the ``dev_fingerprint``
+tag lets one check. ``llmneo promote RUN`` moves the alias by hand.
 Registry stages are deprecated in MLflow; only aliases are used.
 """
 
@@ -153,6 +155,9 @@ def log_student_model(tracker: MlflowTracker, run_dir: Path) -> mlflow.models.mo
     if accuracy is not None:
         client.set_model_version_tag(name, model_version, "dev_accuracy", f"{accuracy:.6f}")
     client.set_model_version_tag(name, model_version, "llmneo_run", tracker.config.name)
+    dev_fingerprint = ((outputs.metrics or {}).get("data") or {}).get("dev_fingerprint")
+    if dev_fingerprint:
+        client.set_model_version_tag(name, model_version, "dev_fingerprint", str(dev_fingerprint))
     champion = apply_champion_rule(client, name, model_version)
     tracker.set_tags(
         {"llmneo.registered_model": f"{name}/{model_version}", "llmneo.champion": str(champion).lower()}
