@@ -63,7 +63,7 @@ class BenchResult:
     parameters: int
     size_mb: float
     peak_rss_mb: float         # the measuring process's peak, libraries included
-    model_rss_mb: float        # that peak minus the resident memory just before the model was loaded
+    model_rss_mb: float        # that peak minus the RSS before loading: weights, runtime arenas, tokenizer
     latency_p50_ms: float
     latency_p99_ms: float
     throughput: float          # examples per second at batch 32
@@ -128,14 +128,15 @@ def _peak_rss_mb() -> float:
 def _load_predictor(spec: ModelSpec, num_threads: int | None) -> tuple[Any, float]:
     """The predictor, and the resident memory just before it was loaded (libraries imported, no model).
 
-    Both backends' libraries are imported first so every model's baseline is the same interpreter
-    and the difference is the model's own weights, arenas and activations.
+    Both backends (torch, onnxruntime, transformers' auto classes: lazily imported otherwise) are
+    imported first, so every model's baseline is the same interpreter and the difference is the
+    model's own weights, arenas and activations.
     """
-    import onnxruntime  # noqa: F401
     import psutil
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
 
+    import llmneo.inference.onnx_backend
+    import llmneo.inference.torch_backend  # noqa: F401
     from llmneo.inference import Predictor
 
     baseline = psutil.Process().memory_info().rss / 2**20
