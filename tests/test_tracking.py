@@ -24,6 +24,7 @@ import requests
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+import llmneo
 from conftest import _tiny_bert, free_port
 from llmneo import tracking
 from llmneo.cli import app
@@ -121,7 +122,7 @@ def test_http_runs_params_tags_and_histories(logged_student):
     assert params["data.train_fingerprint"] == "f00dfeed" and params["data.dev"] == "40"
     tags = child.data.tags
     assert tags["llmneo.stage"] == "student" and tags["llmneo.device"] == "cpu"
-    assert tags["llmneo.version"] == "0.1.0" and len(tags["llmneo.git_commit"]) == 40
+    assert tags["llmneo.version"] == llmneo.__version__ and len(tags["llmneo.git_commit"]) == 40
     history = client.get_metric_history(child_id, "eval_accuracy")
     assert [(m.step, m.value) for m in history] == [(10, pytest.approx(0.6)), (20, 0.7), (30, 0.8)]
     assert [m.step for m in client.get_metric_history(child_id, "eval_roc_auc")] == [10, 20, 30]
@@ -232,6 +233,7 @@ def test_ctrl_c_ends_killed_and_sigterm_handler_is_restored(sqlite_uri):
 
 _SIGTERM_SCRIPT = """
 import json, sys, time
+import llmneo
 from llmneo import tracking
 from llmneo.config import validate_config
 config = validate_config(json.loads(sys.argv[1]))
