@@ -282,6 +282,20 @@ def test_stage_nests_under_a_run_the_caller_already_started(sqlite_uri, monkeypa
     assert _status(sqlite_uri, tracker_child.run_id) == "FINISHED"
 
 
+def test_runs_left_open_or_ended_inside_a_stage_leave_the_parent_alone(sqlite_uri):
+    config = _config(sqlite_uri, log_system_metrics=False)
+    with tracking.pipeline_run(config) as parent:
+        with tracking.stage_run(config, "cache") as ended_early:
+            mlflow.end_run()  # code inside ended our run itself
+        assert mlflow.active_run().info.run_id == parent.run_id
+        with tracking.stage_run(config, "student") as child:
+            left_open = mlflow.start_run(nested=True)  # and code inside forgot to end its own
+        assert mlflow.active_run().info.run_id == parent.run_id
+    assert mlflow.active_run() is None
+    assert _status(sqlite_uri, ended_early.run_id) == _status(sqlite_uri, child.run_id) == "FINISHED"
+    assert _status(sqlite_uri, left_open.info.run_id) == _status(sqlite_uri, parent.run_id) == "FINISHED"
+
+
 def test_disabled_tracking_is_a_no_op(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -321,12 +321,16 @@ def _start_system_metrics(config: Config, run_id: str, uri: str):
     return monitor
 
 
-def _end_runs_down_to(run_id: str, status: str) -> None:
-    """End our run; runs still active above it (left open by code inside ours) end with it."""
-    while (active := mlflow.active_run()) is not None:
+def _end_runs_down_to(client: MlflowClient, run_id: str, parent_id: str | None, status: str) -> None:
+    """End our run and any run code inside ours left open above it; the run below ours stays.
+
+    Popping down to the run that was active before ours (rather than to ours) stays correct when
+    code inside ended our run itself: the caller's run is never ended by mistake.
+    """
+    while (active := mlflow.active_run()) is not None and active.info.run_id != parent_id:
         mlflow.end_run(status=status)
-        if active.info.run_id == run_id:
-            return
+    if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
+        client.set_terminated(run_id, status)
 
 
 @contextmanager
@@ -356,7 +360,7 @@ def _open_run(config: Config, stage: str | None, run_name: str) -> Iterator[Mlfl
         finally:
             if monitor is not None:
                 monitor.finish()
-            _end_runs_down_to(run_id, _status_for(error))
+            _end_runs_down_to(client, run_id, parent.info.run_id if parent else None, _status_for(error))
 
 
 def _tracks(config: Config) -> bool:
