@@ -298,7 +298,7 @@ def bench_serve(
         table.add_row(row["mode"], str(row["clients"]), f"{row['requests']:.0f}", f"{row['errors']:.0f}",
                       f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}", f"{row['p99_ms']:.1f}",
                       f"{row['requests_per_s']:.1f}", f"{row['texts_per_s']:.1f}", f"{batch:.1f}" if batch else "-")
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)  # never cut the figures on a narrow terminal
     typer.echo(f"reference project: {REFERENCE_MS_PER_TWO_TEXT_REQUEST:.0f} ms per two-text request on CPU; "
                f"results in {out / 'results.json'}")
 
