@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from llmneo import plots
@@ -214,4 +215,9 @@ def test_report_command_writes_the_file_and_names_a_bad_source(run_folder, tmp_p
     assert output.stat().st_size > 50_000 and str(output) in result.output
     missing = CliRunner().invoke(app, ["report", "no-such-run"])
     assert missing.exit_code == 2
-    assert "no-such-run: not a run folder, and not a run in sqlite:///" in missing.output
+    assert "no-such-run: no such run folder, and no MLflow store at sqlite:///" in missing.output
+    assert not (tmp_path / "mlflow.db").exists()
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    MlflowClient(store).search_experiments()  # an existing store without that run
+    unknown = CliRunner().invoke(app, ["report", "no-such-run", "--tracking-uri", store])
+    assert unknown.exit_code == 2 and "no-such-run: not a run folder, and not a run in sqlite:///" in unknown.output

@@ -361,6 +361,9 @@ def write_report(source: str, output: str | Path | None = None, tracking_uri: st
         return path
     if tracking_uri is None:
         raise ReportError(f"{source}: no such run folder (and no tracking URI to look it up as a run id)")
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        # asking a SQLite store that is not there would create an empty one as a side effect
+        raise ReportError(f"{source}: no such run folder, and no MLflow store at {tracking_uri}")
     with tempfile.TemporaryDirectory(prefix="llmneo-report-") as folder:
         outputs = read_run_folder(download_run_artifacts(source, Path(folder), tracking_uri))
         path = Path(output) if output else Path(f"report-{source}.html")
