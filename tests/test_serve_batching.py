@@ -198,3 +198,21 @@ def test_session_summary_and_mlflow_record_leave_an_active_run_alone(tmp_path: P
     assert run.info.status == "FINISHED" and run.data.tags["llmneo.kind"] == "serving-session"
     assert run.data.metrics["requests"] == 5 and run.data.metrics["latency_p50_ms"] == 30.0
     assert run.data.params["model"] == "tiny"
+
+
+def test_a_request_whose_client_went_away_is_skipped(predictor: Predictor) -> None:
+    model = RecordingModel(predictor)
+
+    async def scenario() -> np.ndarray:
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=100)
+        batcher.start()
+        gone = asyncio.ensure_future(batcher.submit(["nobody waits for me"]))
+        kept = asyncio.ensure_future(batcher.submit(["still wanted"]))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # what happens to a route coroutine when its client disconnects
+        logits = await kept
+        await batcher.close()
+        return logits
+
+    assert asyncio.run(scenario()).shape == (1, 2)
+    assert model.passes == [["still wanted"]]
