@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ from conftest import write_tiny_config
 from llmneo import teacher as teacher_module
 from llmneo.cli import app
 from llmneo.config import load_config
+from llmneo.inference import Predictor
 from llmneo.pipeline import run_cache_stage, run_distill_stage, run_teacher_stage, student_splits
 from llmneo.teacher import cache_for, teacher_logits
 
@@ -43,6 +45,11 @@ def test_run_writes_every_output(tiny_run):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["student"]["parameters"] < summary["teacher"]["parameters"]
     assert "teacher vs student" in stdout and "ms / example" in stdout
+    # The saved student reproduces the recorded dev predictions row for row (dev order is kept).
+    table = pd.read_csv(run_dir / "predictions_dev.csv", keep_default_na=False)
+    probs = Predictor.load(run_dir / "student").predict_proba(table["text"].tolist())
+    np.testing.assert_allclose(probs, table[["student_prob_negative", "student_prob_positive"]].to_numpy(), atol=1e-4)
+    assert final["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == table["label"].to_numpy())))
     meta = json.loads((run_dir / "student/llmneo_model.json").read_text())
     assert meta["lora"]["r"] == 4 and meta["keep_layers"] == [0, 1] and meta["calibration"]["temperature"] > 0
     assert 0 < meta["parameters"]["trainable_share"] < 1

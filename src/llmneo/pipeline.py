@@ -124,6 +124,7 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
             "data": {"train": len(splits.train), "dev": len(splits.dev),
                      "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
     with _stage_run(config, "student") as tracker:
+        meta["mlflow_run_id"] = tracker.run_id  # lets a served model name its source run
         outcome = fine_tune(loaded, config.student, config.student.train, config.student.lora.enabled, splits,
                             config.run_dir / "student", meta, loss_config=config.loss,
                             train_teacher_logits=cached.train, dev_teacher_logits=cached.dev,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
+from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
 from llmneo.atomic import atomic_dir
@@ -50,6 +51,11 @@ class DistillationTrainer(Trainer):
         self.loss_config = loss_config or LossConfig()
         self._component_sums: dict[str, torch.Tensor] = {}
         self._component_count = 0
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Dev in its own order: Trainer length-groups evaluation too when training is length-grouped,
+        which would misalign predictions with the dev labels and the teacher's dev logits."""
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_logits = inputs.pop("teacher_logits", None)
