@@ -72,8 +72,11 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path, tiny_ber
         os.symlink(config.run_dir / "teacher", Path(config.output_dir) / name / "teacher")
     run_cli(*_distill_args(config_path, "straight"))
 
-    process = subprocess.Popen([*CLI, *_distill_args(config_path, "killed")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracked = ["--set", "tracking.enabled=true", "--set", f"tracking.tracking_uri={store}",
+               "--set", "tracking.log_model=false", "--set", "tracking.log_system_metrics=false"]
+    process = subprocess.Popen([*CLI, *_distill_args(config_path, "killed"), *tracked], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=tmp_path)
     checkpoints = Path(config.output_dir) / "killed" / "checkpoints-student"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -86,8 +89,18 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path, tiny_ber
     interrupted_at = last_complete_checkpoint(checkpoints)
     assert interrupted_at is not None
 
-    resumed = run_cli(*_distill_args(config_path, "killed"), "--resume")
+    run_id_file = Path(config.output_dir) / "killed" / ".mlflow" / "student.run_id"
+    killed_run = run_id_file.read_text()
+    resumed = subprocess.run([*CLI, *_distill_args(config_path, "killed"), *tracked, "--resume"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {interrupted_at}" in resumed.stdout
+    from mlflow.tracking import MlflowClient
+    assert run_id_file.read_text() == killed_run  # the MLflow run was continued, not started again
+    client = MlflowClient(store)
+    assert client.get_run(killed_run).info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(killed_run, "loss")]
+    assert max(steps) == 60 and min(steps) <= int(interrupted_at.rsplit("-", 1)[1])
     straight = json.loads((Path(config.output_dir) / "straight" / "metrics.json").read_text())["final"]
     again = json.loads((Path(config.output_dir) / "killed" / "metrics.json").read_text())["final"]
     for key in ("accuracy", "f1", "roc_auc", "eval_loss"):

@@ -45,9 +45,11 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _stage_run(config: Config, stage: str):
+def _stage_run(config: Config, stage: str, resume: bool = False):
     """The stage's tracker on rank 0; the other ranks of a distributed launch log nothing."""
-    return tracking.stage_run(config, stage) if is_main_process() else nullcontext(tracking.NullTracker())
+    if not is_main_process():
+        return nullcontext(tracking.NullTracker())
+    return tracking.stage_run(config, stage, resume)
 
 
 def _start(config: Config) -> None:
@@ -79,7 +81,7 @@ def student_splits(config: Config) -> DataSplits:
 
 def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | None:
     _start(config)
-    with _stage_run(config, "teacher") as tracker:
+    with _stage_run(config, "teacher", resume) as tracker:
         outcome = prepare_teacher(config, callbacks=tracker.trainer_callbacks(), resume=resume)
         if outcome is not None and is_main_process():
             write_json(config.run_dir / "teacher_metrics.json",
@@ -123,7 +125,7 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
             "loss": config.loss.model_dump(),
             "data": {"train": len(splits.train), "dev": len(splits.dev),
                      "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
-    with _stage_run(config, "student") as tracker:
+    with _stage_run(config, "student", resume) as tracker:
         meta["mlflow_run_id"] = tracker.run_id  # lets a served model name its source run
         outcome = fine_tune(loaded, config.student, config.student.train, config.student.lora.enabled, splits,
                             config.run_dir / "student", meta, loss_config=config.loss,
@@ -195,7 +197,7 @@ def _print_summary(config: Config, summary: dict[str, dict]) -> None:
 def run_pipeline(config: Config, resume: bool = False) -> dict[str, dict] | None:
     """All four stages under one parent run; under a distributed launch rank 0 alone evaluates and logs."""
     started = time.perf_counter()
-    parent = tracking.pipeline_run(config) if is_main_process() else nullcontext(tracking.NullTracker())
+    parent = tracking.pipeline_run(config, resume) if is_main_process() else nullcontext(tracking.NullTracker())
     with parent as tracker:
         run_teacher_stage(config, resume)
         run_cache_stage(config)

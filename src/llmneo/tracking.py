@@ -333,21 +333,43 @@ def _end_runs_down_to(client: MlflowClient, run_id: str, parent_id: str | None, 
         client.set_terminated(run_id, status)
 
 
+def _run_id_file(config: Config, stage: str | None) -> Path:
+    return config.run_dir / ".mlflow" / f"{stage or 'pipeline'}.run_id"
+
+
+def _resumable_run_id(client: MlflowClient, config: Config, stage: str | None) -> str | None:
+    """The run a killed `--resume`d stage had open, when it is still in this store."""
+    path = _run_id_file(config, stage)
+    if not path.is_file():
+        return None
+    run_id = path.read_text().strip()
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        _log.warning("run %s recorded in %s is not in this store: starting a new run", run_id, path)
+        return None
+    return run_id
+
+
 @contextmanager
-def _open_run(config: Config, stage: str | None, run_name: str) -> Iterator[MlflowTracker]:
+def _open_run(config: Config, stage: str | None, run_name: str, resume: bool = False) -> Iterator[MlflowTracker]:
     uri = resolve_tracking_uri(config)
     with _tracking_uri(uri), _sigterm_raises():
         client = MlflowClient(uri)
         experiment_id = _experiment_id(client, config.tracking.experiment, uri)
         parent = mlflow.active_run()
+        resumed = _resumable_run_id(client, config, stage) if resume else None
         run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=run_name,
+            run_id=resumed,
+            experiment_id=None if resumed else experiment_id,
+            run_name=None if resumed else run_name,
             nested=parent is not None,
             tags=run_tags(config, stage),
             log_system_metrics=False,  # our own monitor below, so its interval is per config
         )
         run_id = run.info.run_id
+        _run_id_file(config, stage).parent.mkdir(parents=True, exist_ok=True)
+        _run_id_file(config, stage).write_text(run_id)
         monitor = _start_system_metrics(config, run_id, uri)
         tracker = MlflowTracker(client, run_id, config, stage)
         error: BaseException | None = None
@@ -369,24 +391,27 @@ def _tracks(config: Config) -> bool:
 
 
 @contextmanager
-def pipeline_run(config: Config) -> Iterator[Tracker]:
-    """The parent run of ``llmneo run`` (a no-op tracker when tracking is off)."""
+def pipeline_run(config: Config, resume: bool = False) -> Iterator[Tracker]:
+    """The parent run of ``llmneo run`` (a no-op tracker when tracking is off).
+
+    With ``resume`` the run this pipeline had open before it was killed is continued, not restarted.
+    """
     if not _tracks(config):
         yield NullTracker()
         return
-    with _open_run(config, None, config.name) as tracker:
+    with _open_run(config, None, config.name, resume) as tracker:
         yield tracker
 
 
 @contextmanager
-def stage_run(config: Config, stage: str) -> Iterator[Tracker]:
-    """One stage's run: a child of whatever run is active, else a top-level run."""
+def stage_run(config: Config, stage: str, resume: bool = False) -> Iterator[Tracker]:
+    """One stage's run: a child of whatever run is active, else a top-level run (continued on resume)."""
     if stage not in STAGES:
         raise ValueError(f"stage_run: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     if not _tracks(config):
         yield NullTracker()
         return
-    with _open_run(config, stage, f"{config.name}-{stage}") as tracker:
+    with _open_run(config, stage, f"{config.name}-{stage}", resume) as tracker:
         yield tracker
 
 
