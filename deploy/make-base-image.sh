@@ -33,5 +33,5 @@ start=$(date +%s)
 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
 # Lists and caches are not part of a base image; the Dockerfile runs apt-get update itself.
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
-tar -C "$rootfs" -c . | "${podman_cmd[@]}" import - "$image" >/dev/null
+tar -C "$rootfs" -c . | "${podman_cmd[@]}" import --quiet - "$image" >/dev/null
 echo "make-base-image: built $image in $(( $(date +%s) - start )) s"
