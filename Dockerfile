@@ -48,14 +48,15 @@ ARG PIP_CERT=""
 # hadolint ignore=DL3013
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
 
-# Dependencies apart from the sources, so that editing src/ neither reinstalls nor re-copies them: install
-# a stub package built from pyproject.toml alone, then drop the stub. Versions are pyproject.toml's to pin.
+# Dependencies apart from the sources, so that editing src/ or the README neither reinstalls nor re-copies
+# them: install a stub package built from pyproject.toml alone (with an empty README, which pyproject.toml
+# names), then drop the stub. Versions are pyproject.toml's to pin.
 # Then drop what only building or testing those packages needs: C headers and the packages' own test suites.
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN mkdir -p src/llmneo \
-    && touch src/llmneo/__init__.py \
+    && touch src/llmneo/__init__.py README.md \
     && pip install . \
     && pip uninstall -y llmneo \
     && rm -rf src build \
@@ -68,6 +69,7 @@ FROM builder AS wheel
 # Build arguments are per stage: the build backend's own install needs the proxy's CA too.
 ARG PIP_FIND_LINKS=""
 ARG PIP_CERT=""
+COPY README.md ./
 COPY src ./src
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
