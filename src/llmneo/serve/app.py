@@ -4,7 +4,8 @@
 environment when uvicorn looks `app` up, not when this module is imported, so `create_app` can be
 imported and used with explicit settings (tests, `llmneo serve`) with no environment at all.
 
-The lifespan loads the model off the event loop before the first request, and on shutdown, after
+The lifespan loads the model off the event loop and runs one warm-up pass before the first request
+is taken (/health turns 200 only then), and on shutdown, after
 uvicorn has let in-flight requests finish, drains the batcher, flushes the prediction log and
 records the session in MLflow when asked.
 """
@@ -50,6 +51,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             loaded, version = await asyncio.to_thread(load_predictor, settings)
         else:
             loaded, version = predictor, folder_version(predictor.model_dir)
+        await asyncio.to_thread(loaded.predict_logits, ["warm-up"])  # the first pass is slow; not a client's
         service = ModelService(settings=settings, predictor=loaded, version=version, metrics=serve_metrics)
         service.start()
         app.state.service = service
