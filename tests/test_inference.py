@@ -32,3 +32,14 @@ def test_resolve_model_dir_accepts_a_run_folder(tiny_model_dir, tmp_path):
     assert resolve_model_dir(tiny_model_dir.parent) == tiny_model_dir
     with pytest.raises(FileNotFoundError, match="llmneo_model.json"):
         resolve_model_dir(tmp_path)
+
+
+def test_atomic_outputs_are_readable_by_others(tmp_path):
+    """A model folder mounted into a container runs as another user: it must be world-readable."""
+    from llmneo.atomic import atomic_dir, write_text_atomic
+
+    with atomic_dir(tmp_path / "model") as temp:
+        (temp / "weights").write_text("w")
+    write_text_atomic(tmp_path / "meta.json", "{}")
+    assert (tmp_path / "model").stat().st_mode & 0o005 == 0o005
+    assert (tmp_path / "meta.json").stat().st_mode & 0o004 == 0o004

@@ -17,6 +17,18 @@ from typing import Iterator
 __all__ = ["atomic_path", "atomic_dir", "write_text_atomic", "sha256_file"]
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _publish_mode(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; a model folder must be readable by the
+    non-root user of a container it is mounted into, so give the usual umask-based mode instead."""
+    path.chmod(mode & ~_umask())
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary file path beside `target`; rename it onto `target` only on success."""
@@ -25,6 +37,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temp = Path(temp_name)
+    _publish_mode(temp, 0o666)
     try:
         yield temp
         with open(temp, "rb") as written:
@@ -40,6 +53,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _publish_mode(temp, 0o777)
     try:
         yield temp
         if target.exists():
