@@ -40,6 +40,8 @@ def test_atomic_outputs_are_readable_by_others(tmp_path):
 
     with atomic_dir(tmp_path / "model") as temp:
         (temp / "weights").write_text("w")
+        (temp / "weights").chmod(0o600)  # as save_pretrained leaves model.safetensors
     write_text_atomic(tmp_path / "meta.json", "{}")
     assert (tmp_path / "model").stat().st_mode & 0o005 == 0o005
+    assert (tmp_path / "model" / "weights").stat().st_mode & 0o004 == 0o004
     assert (tmp_path / "meta.json").stat().st_mode & 0o004 == 0o004

@@ -56,6 +56,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     _publish_mode(temp, 0o777)
     try:
         yield temp
+        for path in temp.rglob("*"):  # libraries write some files privately too (save_pretrained's weights)
+            _publish_mode(path, 0o777 if path.is_dir() else 0o666)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
