@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps models demo test test-fast bench lint clean
+.PHONY: install system-deps models demo test test-fast container-test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,9 @@ test: install system-deps
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not container" $(PYTEST_ARGS)
+
+container-test: install
+	bash deploy/container-test.sh
 
 bench: install
 	$(BIN)/llmneo bench outputs/demo
