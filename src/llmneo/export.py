@@ -156,16 +156,19 @@ def _export_graph(module: ClassLogits, example: dict[str, np.ndarray], path: Pat
 
 
 def _quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8: weights stored int8 per output channel, activations quantised on the fly.
+    """Dynamic int8 of the matrix multiplies: weights int8 per output channel, activations on the fly.
 
-    The graph is pre-processed first (shape inference and ORT's own optimisations), as
-    onnxruntime's quantisation guide advises for transformer models.
+    The embedding tables stay fp32. Quantising them (ORT's default also covers `Gather`) saves
+    file size only, no time, and cost label agreement: 0.992 against 0.997 on a tuned 2-layer
+    MiniLM student, too close to the 0.99 threshold. The graph is pre-processed first (shape
+    inference and ORT's optimisations), as onnxruntime's quantisation guide advises.
     """
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     prepared = source.with_name("prepared.onnx")
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    quantize_dynamic(str(prepared), str(target), per_channel=True, weight_type=QuantType.QInt8)
+    quantize_dynamic(str(prepared), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
     prepared.unlink()
 
 
