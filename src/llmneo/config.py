@@ -93,6 +93,10 @@ class LoraSettings(_Strict):
     target_modules: list[str] | None = Field(
         None, description="Modules to adapt; default per architecture (q_proj/v_proj, query/value, ...)."
     )
+    modules_to_save: list[str] | None = Field(
+        None, description="Extra modules trained in full beside the adapters (the classification head always "
+        "is), e.g. [pooler, LayerNorm] for a student cut to few layers."
+    )
     merge: bool = Field(True, description="Also save a merged standalone model that loads without PEFT.")
 
 

@@ -252,13 +252,14 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = settings.target_modules or default_lora_targets(loaded.model)
+    extra = settings.modules_to_save
     if loaded.kind == "verbalizer":
         config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                            target_modules=targets, task_type=TaskType.CAUSAL_LM)
+                            target_modules=targets, task_type=TaskType.CAUSAL_LM, modules_to_save=extra)
         loaded.model.lm = get_peft_model(loaded.model.lm, config)
         return loaded.model
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=targets, task_type=TaskType.SEQ_CLS)
+                        target_modules=targets, task_type=TaskType.SEQ_CLS, modules_to_save=extra)
     loaded.model = get_peft_model(loaded.model, config)
     return loaded.model
 
