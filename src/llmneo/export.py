@@ -6,13 +6,12 @@ ONNX backend, the server and the benchmark never ask which kind of model they ru
 
 An export is only kept when it agrees with PyTorch on dev data: label agreement and the largest
 class-probability difference are measured on the folder being written, and a folder below the
-agreement threshold is never left behind (it is built in a temporary folder and renamed at the end).
+agreement threshold is never left behind (it is built in a temporary folder, renamed at the end).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmneo.atomic import atomic_dir
 from llmneo.inference import Predictor, resolve_model_dir
 from llmneo.models import META_FILE, LoadedModel, load_model_folder, read_model_meta
 
@@ -192,15 +192,6 @@ def _dev_texts(data_path: Path | None, labels: list[str], max_examples: int | No
     return data.texts[:count], np.asarray(data.labels[:count])
 
 
-def _replace_folder(staging: Path, target: Path) -> None:
-    """Swap `staging` in for `target`; an older export is removed only once the new one is in place."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _threshold(quantize: str, min_agreement: float | None) -> float:
     from llmneo.config import ExportConfig
 
@@ -228,21 +219,14 @@ def export_model(path: str | Path, quantize: str = "none", out_dir: str | Path |
     if meta.get("backend", "torch") != "torch":
         raise ExportError(f"{model_dir}: already an exported ({meta.get('backend')}) folder; export its source")
     target = Path(out_dir) if out_dir else default_export_dir(Path(path), quantize)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with atomic_dir(target) as staging:  # replaces `target` only if the block ends without an exception
         report = _build_export(model_dir, meta, staging, quantize, threshold, data_path, max_examples, opset,
                                num_threads)
         if not report.passed:
             raise ExportRefused(report)
         report.folder = str(target)
         _write_meta(staging, meta, report, model_dir, opset)
-        _replace_folder(staging, target)
-        return report
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return report
 
 
 def _build_export(model_dir: Path, meta: dict[str, Any], staging: Path, quantize: str, threshold: float,
