@@ -117,6 +117,10 @@ class TrainSettings(_Strict):
     max_train_samples: int | None = Field(None, gt=0, description="Override data.max_train_samples for this stage.")
     seed: int = 42
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads (default: all cores).")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="Autocast with fp32 master weights. bf16 also runs on CPUs with AVX512-BF16/AMX "
+        "(about 1.6x faster training on the Zen 4 cores here); fp16 needs CUDA."
+    )
 
 
 class ModelConfig(_Strict):
