@@ -285,10 +285,11 @@ def check_targets(results: list[BenchResult], peak_gflops: float) -> list[Target
         fastest = min(students, key=lambda r: r.latency_p50_ms)
         speedup = eager.latency_p50_ms / fastest.latency_p50_ms
         change = (fastest.accuracy - eager.accuracy) * 100  # accuracy points, + when the fast one is better
+        # "Within 0.5 points" guards against a loss: a backend that happens to score higher passes.
         targets.append(Target(f"best backend ({fastest.name}) >= 5x faster than torch eager fp32 at batch 1, "
-                              "accuracy within 0.5 points",
+                              "accuracy at most 0.5 points below eager",
                               f"{speedup:.2f}x, accuracy {change:+.2f} points vs eager",
-                              speedup >= 5 and abs(change) <= 0.5))
+                              speedup >= 5 and change >= -0.5))
         targets.append(Target("best single-sentence p50 < 5 ms", f"{fastest.latency_p50_ms:.2f} ms ({fastest.name})",
                               fastest.latency_p50_ms < 5))
     if students:
