@@ -154,9 +154,9 @@ def _timed_evaluation(predictor: Predictor, texts: list[str], labels: list[int],
     logits = predictor.predict_logits(texts, batch_size, progress=f"evaluating {predictor.meta.get('role', 'model')}")
     elapsed = time.perf_counter() - started
     metrics = classification_metrics(np.asarray(labels), softmax(logits))
-    parameters = predictor.meta.get("parameters", {}).get("total")
-    if parameters is None and hasattr(predictor.backend, "model"):
-        parameters = sum(p.numel() for p in predictor.backend.model.parameters())
+    model = getattr(predictor.backend, "model", None)  # the deployed (merged) model, not the PEFT wrapper
+    parameters = (sum(p.numel() for p in model.parameters()) if model is not None
+                  else predictor.meta.get("parameters", {}).get("total"))
     return {**metrics, "parameters": parameters, "ms_per_example": 1000 * elapsed / len(texts)}
 
 
