@@ -59,8 +59,8 @@ def test_llama_verbalizer_reads_label_word_logits(tiny_llama_source):
 
 
 @pytest.mark.parametrize("kind", ["classifier", "verbalizer"])
-@pytest.mark.parametrize("lora", [True, False])
-def test_saved_folder_predicts_like_the_live_model(tiny_llama_source, tmp_path, kind, lora):
+@pytest.mark.parametrize("lora, merge", [(True, True), (True, False), (False, True)])
+def test_saved_folder_predicts_like_the_live_model(tiny_llama_source, tmp_path, kind, lora, merge):
     cfg = ModelConfig(name_or_path=str(tiny_llama_source), kind=kind, template="review {text} sentiment",
                       keep_layers=[0, 2])
     loaded = build_model(cfg, LABELS)
@@ -71,9 +71,9 @@ def test_saved_folder_predicts_like_the_live_model(tiny_llama_source, tmp_path, 
                 torch.nn.init.normal_(param, std=0.5)
     meta = {"labels": LABELS, "template": cfg.template, "max_length": 32, "lora": {"enabled": lora}}
     live = Predictor.from_model(loaded.model.eval(), loaded.tokenizer, {**meta, "kind": kind}).predict_logits(TEXTS)
-    folder = save_model_folder(loaded, tmp_path / "m", meta)
+    folder = save_model_folder(loaded, tmp_path / "m", meta, merge=merge)
     assert (folder / "adapter").is_dir() == lora and read_model_meta(folder)["kind"] == kind
-    if lora:  # merged: the folder loads with plain transformers, no PEFT
+    if lora:  # merged or not, the folder's own weights are plain: no LoRA keys
         from safetensors.torch import load_file
         assert not any("lora" in key for key in load_file(folder / "model.safetensors"))
     saved = Predictor.load(folder).predict_logits(TEXTS)

@@ -8,6 +8,7 @@ logits of one label word per class, after a prompt template). Both are saved as 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -283,7 +284,8 @@ def save_model_folder(loaded: LoadedModel, folder: str | Path, meta: dict[str, A
     inner = _peft_inner(loaded)
     if isinstance(inner, PeftModel):
         inner.save_pretrained(folder / "adapter")
-        inner = inner.merge_and_unload() if merge else inner.get_base_model()
+        # Unmerged: the plain base weights (unload() strips the LoRA layers from a copy), the adapter beside them.
+        inner = inner.merge_and_unload() if merge else copy.deepcopy(inner).unload()
         meta = {**meta, "lora": {**(meta.get("lora") or {}), "merged": merge}}
     inner.save_pretrained(folder, safe_serialization=True)
     loaded.tokenizer.save_pretrained(folder)
@@ -291,6 +293,13 @@ def save_model_folder(loaded: LoadedModel, folder: str | Path, meta: dict[str, A
             "label_token_ids": loaded.label_token_ids, **meta}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     return folder
+
+
+def _with_adapter(model: PreTrainedModel, folder: Path) -> nn.Module:
+    """A folder saved with `merge: false` holds base weights; its LoRA adapter is applied on load."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, folder / "adapter")
 
 
 def read_model_meta(folder: str | Path) -> dict[str, Any]:
@@ -306,11 +315,16 @@ def load_model_folder(folder: str | Path, device: str = "auto", dtype: str = "fp
     meta = read_model_meta(folder)
     tokenizer = load_tokenizer(str(folder))
     kwargs = {"dtype": _DTYPES[dtype]}
+    unmerged = bool(meta.get("lora") and meta["lora"].get("merged") is False)
     if meta["kind"] == "classifier":
         model: nn.Module = AutoModelForSequenceClassification.from_pretrained(folder, **kwargs)
+        if unmerged:
+            model = _with_adapter(model, folder)
         loaded = LoadedModel(model, tokenizer, "classifier")
     else:
         lm = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        if unmerged:
+            lm = _with_adapter(lm, folder)
         loaded = LoadedModel(VerbalizerClassifier(lm, meta["label_token_ids"]), tokenizer, "verbalizer",
                              meta["label_token_ids"])
     loaded.model.to(pick_device(device)).eval()

@@ -26,7 +26,7 @@ from llmneo.data import DataSplits
 from llmneo.losses import distillation_loss
 from llmneo.metrics import (agreement, classification_metrics, confusion, expected_calibration_error,
                             fit_temperature, softmax)
-from llmneo.models import LoadedModel, apply_lora, count_parameters, save_model_folder
+from llmneo.models import LoadedModel, VerbalizerClassifier, apply_lora, count_parameters, save_model_folder
 
 __all__ = ["TrainOutcome", "DistillationTrainer", "CheckpointCompleteMarker", "fine_tune", "evaluation_report",
            "last_complete_checkpoint"]
@@ -57,6 +57,13 @@ class DistillationTrainer(Trainer):
         which would misalign predictions with the dev labels and the teacher's dev logits."""
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Checkpoints of a verbalizer (a plain module around an LM with tied embeddings) keep one copy of
+        each shared tensor: safetensors refuses aliases, and loading (non-strict) re-ties them."""
+        if state_dict is None and isinstance(self.model, VerbalizerClassifier):
+            state_dict = _without_aliases(self.model.state_dict())
+        super()._save(output_dir, state_dict)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_logits = inputs.pop("teacher_logits", None)
         labels = inputs.pop("labels")
@@ -83,6 +90,16 @@ class DistillationTrainer(Trainer):
                 logs[name] = round(float(total) / self._component_count, 6)
             self._component_sums, self._component_count = {}, 0
         super().log(logs, start_time)
+
+
+def _without_aliases(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    seen: set[int] = set()
+    kept = {}
+    for name, tensor in state_dict.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            kept[name] = tensor
+    return kept
 
 
 COMPLETE_MARKER = ".complete"
