@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from llmneo.metrics import (agreement, classification_metrics, confusion, expected_calibration_error,
-                            fit_temperature, softmax)
+from llmneo.metrics import (
+    agreement,
+    classification_metrics,
+    confusion,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
 
 
 def test_binary_metrics_match_sklearn():

@@ -10,11 +10,11 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_dir", "write_text_atomic", "sha256_file"]
+__all__ = ["atomic_dir", "atomic_path", "sha256_file", "write_text_atomic"]
 
 
 def _umask() -> int:

@@ -12,16 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from llmneo.atomic import atomic_path, sha256_file, write_text_atomic
 
-__all__ = ["CacheKey", "CacheCorrupt", "CachedLogits", "LogitCache", "model_identity"]
+__all__ = ["CacheCorrupt", "CacheKey", "CachedLogits", "LogitCache", "model_identity"]
 
 SPLITS = ("train", "dev")
 _HEAD_TAIL_BYTES = 4 << 20

@@ -16,23 +16,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "CacheConfig",
+    "Config",
     "ConfigError",
     "DataConfig",
-    "LoraSettings",
-    "ModelConfig",
-    "TrainSettings",
-    "TeacherConfig",
-    "StudentConfig",
-    "LossConfig",
-    "CacheConfig",
-    "TrackingConfig",
     "ExportConfig",
+    "LoraSettings",
+    "LossConfig",
+    "ModelConfig",
     "ServeConfig",
-    "Config",
-    "load_config",
+    "StudentConfig",
+    "TeacherConfig",
+    "TrackingConfig",
+    "TrainSettings",
     "apply_overrides",
     "default_data_dir",
     "flatten",
+    "load_config",
 ]
 
 DATA_DIR_ENV = "LLMNEO_DATA_DIR"
@@ -79,7 +79,7 @@ class DataConfig(_Strict):
         return labels
 
     @model_validator(mode="after")
-    def _files_given(self) -> "DataConfig":
+    def _files_given(self) -> DataConfig:
         if self.source == "files" and not (self.train_file or self.eval_file):
             raise ValueError("source=files needs train_file and/or eval_file")
         return self

@@ -10,16 +10,24 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from llmneo.config import DataConfig
 
-__all__ = ["BadRow", "DataError", "LabeledTexts", "DataSplits", "read_labeled_file", "load_splits",
-           "stratified_subsample", "describe_bad_rows"]
+__all__ = [
+    "BadRow",
+    "DataError",
+    "DataSplits",
+    "LabeledTexts",
+    "describe_bad_rows",
+    "load_splits",
+    "read_labeled_file",
+    "stratified_subsample",
+]
 
 
 class DataError(ValueError):
@@ -50,7 +58,7 @@ class LabeledTexts:
             digest.update(f"{label}\t{text}\n".encode())
         return digest.hexdigest()[:16]
 
-    def subset(self, indices: list[int] | np.ndarray) -> "LabeledTexts":
+    def subset(self, indices: list[int] | np.ndarray) -> LabeledTexts:
         return LabeledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices], self.source,
                             [self.lines[i] for i in indices] if self.lines else [], self.bad_rows)
 
@@ -222,7 +230,7 @@ def load_splits(cfg: DataConfig, max_train_samples: int | None = None) -> DataSp
             train_path, dev_path = Path(cfg.glue_dir) / "train.tsv", Path(cfg.glue_dir) / "dev.tsv"
         else:
             train_path, dev_path = cfg.train_file, cfg.eval_file
-        read = lambda path: read_labeled_file(path, cfg.labels, cfg.text_column, cfg.label_column,  # noqa: E731
+        read = lambda path: read_labeled_file(path, cfg.labels, cfg.text_column, cfg.label_column,
                                               cfg.skip_bad_rows) if path else LabeledTexts([], [], "none")
         splits = DataSplits(read(train_path), read(dev_path))
     train_limit = max_train_samples or cfg.max_train_samples

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["rank_and_world", "is_main_process", "barrier"]
+__all__ = ["barrier", "is_main_process", "rank_and_world"]
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -101,14 +101,11 @@ def load_merged_model(model_dir: Path) -> LoadedModel:
     adapter = model_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise ExportError(f"{model_dir}: lora.merged is false but {adapter} holds no PEFT adapter")
-    from peft import PeftModel
-
-    inner = loaded.model.lm if loaded.kind == "verbalizer" else loaded.model
-    merged = PeftModel.from_pretrained(inner, adapter).merge_and_unload().eval()
+    # load_model_folder applied the adapter (a PeftModel); fold it into the weights for the graph.
     if loaded.kind == "verbalizer":
-        loaded.model.lm = merged
+        loaded.model.lm = loaded.model.lm.merge_and_unload().eval()
     else:
-        loaded.model = merged
+        loaded.model = loaded.model.merge_and_unload().eval()
     return loaded
 
 

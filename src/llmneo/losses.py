@@ -7,14 +7,20 @@ gradients on the scale of the hard ones (Hinton et al., 2015) is applied in one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossParts", "DIVERGENCES", "kl_divergence", "reverse_kl_divergence", "js_divergence",
-           "distillation_loss"]
+__all__ = [
+    "DIVERGENCES",
+    "LossParts",
+    "distillation_loss",
+    "js_divergence",
+    "kl_divergence",
+    "reverse_kl_divergence",
+]
 
 
 def kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,15 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-__all__ = ["classification_metrics", "confusion", "agreement", "softmax", "expected_calibration_error",
-           "fit_temperature", "negative_log_likelihood"]
+__all__ = [
+    "agreement",
+    "classification_metrics",
+    "confusion",
+    "expected_calibration_error",
+    "fit_temperature",
+    "negative_log_likelihood",
+    "softmax",
+]
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -44,7 +51,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
     else:
         roc_auc = roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(num_classes)))
     return {"accuracy": float(accuracy_score(labels, preds)), "precision": float(precision),
-            "recall": float(recall), "f1": float(f1), "roc_auc": float(roc_auc), "n": int(len(labels))}
+            "recall": float(recall), "f1": float(f1), "roc_auc": float(roc_auc), "n": len(labels)}
 
 
 def confusion(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> list[list[int]]:

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -34,16 +33,16 @@ __all__ = [
     "META_FILE",
     "LoadedModel",
     "VerbalizerClassifier",
-    "resolve_model_source",
-    "load_tokenizer",
-    "build_model",
     "apply_lora",
+    "build_model",
     "count_parameters",
-    "save_model_folder",
-    "load_model_folder",
-    "read_model_meta",
     "default_lora_targets",
+    "load_model_folder",
+    "load_tokenizer",
     "pick_device",
+    "read_model_meta",
+    "resolve_model_source",
+    "save_model_folder",
 ]
 
 META_FILE = "llmneo_model.json"
@@ -194,8 +193,8 @@ def _load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         if not torch.cuda.is_available():
             raise ValueError("load_in_4bit needs a CUDA device (bitsandbytes 4-bit is GPU-only)")
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError as error:
             raise ImportError("load_in_4bit needs bitsandbytes: pip install bitsandbytes") from error
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
@@ -310,7 +309,7 @@ def read_model_meta(folder: str | Path) -> dict[str, Any]:
 
 
 def load_model_folder(folder: str | Path, device: str = "auto", dtype: str = "fp32") -> LoadedModel:
-    """Load a saved model folder for inference (merged weights: no PEFT needed)."""
+    """Load a saved model folder for inference (merged weights; an unmerged folder gets its adapter applied)."""
     folder = Path(folder)
     meta = read_model_meta(folder)
     tokenizer = load_tokenizer(str(folder))

@@ -29,8 +29,15 @@ from llmneo.models import build_model
 from llmneo.teacher import load_live_teacher, prepare_teacher, teacher_folder, teacher_logits
 from llmneo.train import TrainOutcome, fine_tune
 
-__all__ = ["run_teacher_stage", "run_cache_stage", "run_distill_stage", "run_evaluate_stage", "run_pipeline",
-           "student_splits", "write_json"]
+__all__ = [
+    "run_cache_stage",
+    "run_distill_stage",
+    "run_evaluate_stage",
+    "run_pipeline",
+    "run_teacher_stage",
+    "student_splits",
+    "write_json",
+]
 
 
 def write_json(path: Path, payload: Any) -> None:

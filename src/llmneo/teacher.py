@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from transformers import set_seed
 
-from llmneo.cache import CacheCorrupt, CacheKey, CachedLogits, LogitCache, model_identity
+from llmneo.cache import CacheCorrupt, CachedLogits, CacheKey, LogitCache, model_identity
 from llmneo.config import Config
 from llmneo.data import DataSplits, load_splits
 from llmneo.distributed import barrier, rank_and_world
@@ -20,8 +20,14 @@ from llmneo.metrics import classification_metrics, softmax
 from llmneo.models import build_model, resolve_model_source
 from llmneo.train import TrainOutcome, fine_tune
 
-__all__ = ["teacher_folder", "teacher_source", "prepare_teacher", "load_live_teacher", "cache_for",
-           "teacher_logits"]
+__all__ = [
+    "cache_for",
+    "load_live_teacher",
+    "prepare_teacher",
+    "teacher_folder",
+    "teacher_logits",
+    "teacher_source",
+]
 
 
 def teacher_folder(config: Config) -> Path:
@@ -97,7 +103,7 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None) -> CachedL
     sizes = {split: len(values) for split, values in texts.items()}
     if cache.missing_shards(sizes, config.cache.shard_size):
         predictor = load_live_teacher(config)
-        compute = lambda chunk, label: predictor.predict_logits(chunk, config.cache.batch_size, progress=label)  # noqa: E731
+        compute = lambda chunk, label: predictor.predict_logits(chunk, config.cache.batch_size, progress=label)
         cache.build(compute, texts, config.cache.shard_size, rank, world_size, on_shard)
     if world_size > 1:
         barrier()

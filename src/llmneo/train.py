@@ -24,12 +24,24 @@ from llmneo.atomic import atomic_dir
 from llmneo.config import LossConfig, ModelConfig, TrainSettings
 from llmneo.data import DataSplits
 from llmneo.losses import distillation_loss
-from llmneo.metrics import (agreement, classification_metrics, confusion, expected_calibration_error,
-                            fit_temperature, softmax)
+from llmneo.metrics import (
+    agreement,
+    classification_metrics,
+    confusion,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
 from llmneo.models import LoadedModel, VerbalizerClassifier, apply_lora, count_parameters, save_model_folder
 
-__all__ = ["TrainOutcome", "DistillationTrainer", "CheckpointCompleteMarker", "fine_tune", "evaluation_report",
-           "last_complete_checkpoint"]
+__all__ = [
+    "CheckpointCompleteMarker",
+    "DistillationTrainer",
+    "TrainOutcome",
+    "evaluation_report",
+    "fine_tune",
+    "last_complete_checkpoint",
+]
 
 
 @dataclass

@@ -7,9 +7,10 @@ results back in the caller's order. A backend only turns token arrays into class
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "auto",
-             num_threads: int | None = None) -> "Predictor":
+             num_threads: int | None = None) -> Predictor:
         import json
 
         from transformers import AutoTokenizer
@@ -91,7 +92,7 @@ class Predictor:
         return cls(folder, meta, _load_backend(folder, meta, backend, device, num_threads), tokenizer)
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, meta: dict[str, Any]) -> "Predictor":
+    def from_model(cls, model: Any, tokenizer: Any, meta: dict[str, Any]) -> Predictor:
         """Wrap a model already in memory (a live teacher that is never saved as a model folder)."""
         from llmneo.inference.torch_backend import TorchBackend
 

@@ -23,7 +23,7 @@ class TorchBackend:
 
     @classmethod
     def from_folder(cls, folder: Path, meta: dict[str, Any], device: str = "auto",
-                    num_threads: int | None = None) -> "TorchBackend":
+                    num_threads: int | None = None) -> TorchBackend:
         if num_threads:
             torch.set_num_threads(num_threads)
         resolved = pick_device(device)
