@@ -93,11 +93,11 @@ def _load_verified(cache: LogitCache) -> CachedLogits | None:
 
 def teacher_logits(config: Config, splits: DataSplits, on_shard=None) -> CachedLogits:
     """Cached teacher logits for `splits`, computing (only) what is missing with a live teacher."""
-    cache = _load_verified(cache_for(config, splits))
-    if cache is not None:
-        print(f"[cache] reusing teacher logits from {cache_for(config, splits).folder}")
-        return cache
-    cache = cache_for(config, splits)
+    cache = cache_for(config, splits)  # the key hashes the teacher's weight files: compute it once
+    cached = _load_verified(cache)
+    if cached is not None:
+        print(f"[cache] reusing teacher logits from {cache.folder}")
+        return cached
     rank, world_size = rank_and_world()
     texts = {"train": splits.train.texts, "dev": splits.dev.texts}
     sizes = {split: len(values) for split, values in texts.items()}
@@ -105,12 +105,10 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None) -> CachedL
         predictor = load_live_teacher(config)
         compute = lambda chunk, label: predictor.predict_logits(chunk, config.cache.batch_size, progress=label)
         cache.build(compute, texts, config.cache.shard_size, rank, world_size, on_shard)
-    if world_size > 1:
-        barrier()
+    barrier()  # a no-op in a single process
     if rank == 0:
         dev = _merge_with_metrics(cache, splits, sizes, config)
-    if world_size > 1:
-        barrier()
+    barrier()
     loaded = cache.load()
     if rank == 0:
         print(f"[cache] teacher dev accuracy {dev['accuracy']:.4f}, stored in {cache.folder}")
