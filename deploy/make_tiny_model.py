@@ -23,13 +23,10 @@ def make_tiny_model(folder: Path) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from llmneo.models import (
-        LoadedModel,
-        count_parameters,
-        load_tokenizer,
-        resolve_model_source,
-        save_model_folder,
-    )
+    from llmneo.maths.params import count_parameters
+    from llmneo.modelfolder import load_tokenizer
+    from llmneo.modelfolder.weights import LoadedModel, save_model_folder
+    from llmneo.training.models import resolve_model_source
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

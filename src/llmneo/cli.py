@@ -20,6 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil an LL
 # --- core pipeline commands (lead) ---
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Experiment YAML (see configs/).")]
+OptionalConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML (see configs/).")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override: key.sub=value (repeatable).")]
 ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")]
 SkipBadRows = Annotated[bool, typer.Option("--skip-bad-rows", help="Drop bad data rows (reported by line).")]
@@ -34,9 +35,9 @@ def fail(message: str) -> NoReturn:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Known, user-fixable errors become one line; anything else is a bug and keeps its traceback."""
-    from llmneo.cache import CacheCorrupt
     from llmneo.config import ConfigError
     from llmneo.data import DataError
+    from llmneo.training.cache import CacheCorrupt
 
     try:
         yield
@@ -59,7 +60,7 @@ def load(config: Path, overrides: list[str] | None, skip_bad_rows: bool = False)
 def teacher(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False,
             skip_bad_rows: SkipBadRows = False) -> None:
     """Prepare the teacher: fine-tune it on the training data unless it is already a task classifier."""
-    from llmneo.pipeline import run_teacher_stage
+    from llmneo.training.pipeline import run_teacher_stage
 
     cfg = load(config, set_, skip_bad_rows)
     with user_errors():
@@ -69,7 +70,7 @@ def teacher(config: ConfigOption, set_: SetOption = None, resume: ResumeOption =
 @app.command()
 def cache(config: ConfigOption, set_: SetOption = None, skip_bad_rows: SkipBadRows = False) -> None:
     """Compute and store the teacher's logits for the training and dev data (resumes if interrupted)."""
-    from llmneo.pipeline import run_cache_stage
+    from llmneo.training.pipeline import run_cache_stage
 
     cfg = load(config, set_, skip_bad_rows)
     with user_errors():
@@ -80,7 +81,7 @@ def cache(config: ConfigOption, set_: SetOption = None, skip_bad_rows: SkipBadRo
 def distill(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False,
             skip_bad_rows: SkipBadRows = False) -> None:
     """Train the student with KD + LoRA from the cached teacher logits."""
-    from llmneo.pipeline import run_distill_stage
+    from llmneo.training.pipeline import run_distill_stage
 
     cfg = load(config, set_, skip_bad_rows)
     with user_errors():
@@ -91,7 +92,7 @@ def distill(config: ConfigOption, set_: SetOption = None, resume: ResumeOption =
 def run(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False,
         skip_bad_rows: SkipBadRows = False) -> None:
     """The whole pipeline: teacher -> cache -> distill -> evaluate, with a summary table."""
-    from llmneo.pipeline import run_pipeline
+    from llmneo.training.pipeline import run_pipeline
 
     cfg = load(config, set_, skip_bad_rows)
     with user_errors():
@@ -114,7 +115,7 @@ def evaluate(
 
     from llmneo.data import describe_bad_rows, read_labeled_file
     from llmneo.inference import Predictor
-    from llmneo.metrics import classification_metrics
+    from llmneo.maths.metrics import classification_metrics
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with user_errors():
@@ -172,11 +173,11 @@ def promote(
     """Point the registry alias (champion by default) at the student version a run registered."""
     from mlflow.tracking import MlflowClient
 
-    from llmneo.mlflow_model import promote as promote_version
-    from llmneo.tracking import project_tracking_uri
+    from llmneo.tracking.registry import promote as promote_version
+    from llmneo.tracking.store import resolve_tracking_uri
 
     with user_errors():
-        model_version = promote_version(MlflowClient(project_tracking_uri(tracking_uri)), name, run, alias)
+        model_version = promote_version(MlflowClient(resolve_tracking_uri(tracking_uri)), name, run, alias)
     typer.echo(f"{name} version {model_version} is now @{alias}")
 
 
@@ -187,11 +188,11 @@ def report(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Write one self-contained HTML report (plots embedded) for a run."""
-    from llmneo.report import write_report
-    from llmneo.tracking import project_tracking_uri
+    from llmneo.reporting.report import write_report
+    from llmneo.tracking.store import resolve_tracking_uri
 
     with user_errors():
-        path = write_report(source, output, project_tracking_uri(tracking_uri))
+        path = write_report(source, output, resolve_tracking_uri(tracking_uri))
     typer.echo(f"report written to {path}")
 
 
@@ -203,9 +204,10 @@ def ui(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Start the MLflow UI (mlflow server) against the project's store; Ctrl-C stops it."""
-    from llmneo.tracking import project_tracking_uri, ui_command, ui_environment
+    from llmneo.tracking.server import ui_command, ui_environment
+    from llmneo.tracking.store import resolve_tracking_uri
 
-    uri = project_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri)
     command = ui_command(host, port, uri, workers)
     typer.echo(f"MLflow UI on http://{host}:{port} (store {uri})", err=True)
     # exec: the server takes this process's place, so Ctrl-C and SIGTERM reach it directly
@@ -214,32 +216,41 @@ def ui(
 
 # --- serving commands: serve, bench-serve (serve owner) ---
 
-def _serve_settings(model: str, **options: object):
-    """ServeSettings from the options given; options left out fall back to LLMNEO_* variables."""
+def _serve_settings(model: str, config_values: dict | None = None, **options: object):
+    """ServeSettings: options given on the command line, then the keys the config's `serve` section
+    sets, then LLMNEO_* variables, then the defaults."""
     from pydantic import ValidationError
 
     from llmneo.serve.settings import ServeSettings
 
+    given = {key: value for key, value in options.items() if value is not None}
     try:
-        return ServeSettings(model=model, **{key: value for key, value in options.items() if value is not None})
+        return ServeSettings(model=model, **{**(config_values or {}), **given})
     except ValidationError as error:
         first = error.errors()[0]
         fail(f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}")
 
 
-ServeHost = Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1, env LLMNEO_HOST).")]
-ServeBackend = Annotated[str | None, typer.Option(help="auto, torch or onnx (default auto).")]
-MaxBatch = Annotated[int | None, typer.Option(help="Most texts per forward pass (default 32).")]
-MaxWait = Annotated[float | None, typer.Option(help="Longest wait for a batch to fill, ms (default 5).")]
+ServeHost = Annotated[str | None, typer.Option(help="Bind address (config serve.host, env LLMNEO_HOST, default 127.0.0.1).")]
+ServeBackend = Annotated[str | None, typer.Option(help="auto, torch or onnx (config serve.backend, default auto).")]
+MaxBatch = Annotated[int | None, typer.Option(help="Most texts per forward pass (config serve.max_batch_size, default 32).")]
+MaxWait = Annotated[float | None, typer.Option(help="Longest wait for a batch to fill, ms (config serve.max_wait_ms, default 5).")]
 
 
 @app.command()
 def serve(
-    model: Annotated[str, typer.Argument(help="Run folder, model folder or MLflow URI (models:/name@champion).")],
+    model: Annotated[str | None, typer.Argument(
+        help="Run folder, model folder or MLflow URI (models:/name@champion); default with --config: its run folder.")
+    ] = None,
+    config: OptionalConfigOption = None,
+    set_: SetOption = None,
     host: ServeHost = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (config serve.port, default 8000).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own model.")] = 1,
     backend: ServeBackend = None,
+    max_texts: Annotated[int | None, typer.Option(help="Most texts per request (config serve.max_texts).")] = None,
+    max_text_chars: Annotated[int | None, typer.Option(
+        help="Longest accepted text (config serve.max_text_chars).")] = None,
     max_batch_size: MaxBatch = None,
     max_wait_ms: MaxWait = None,
     batching: Annotated[bool | None, typer.Option("--batching/--no-batching", help="Micro-batching.")] = None,
@@ -251,14 +262,21 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (FastAPI): /predict, /info, /health, /metrics, a web page at /, /docs.
 
-    Every setting can also come from LLMNEO_* variables (LLMNEO_API_KEY turns on the Bearer key).
+    Settings, first found wins: these options, the `serve` keys written in --config's YAML (or
+    --set), LLMNEO_* variables (LLMNEO_API_KEY turns on the Bearer key), the defaults.
     """
     from llmneo.serve.launch import run_server
 
+    cfg = load(config, set_) if config else None
+    if model is None:
+        if cfg is None:
+            fail("serve needs MODEL or --config")
+        model = str(cfg.run_dir)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    settings = _serve_settings(model, host=host, port=port, backend=backend, max_batch_size=max_batch_size,
-                               max_wait_ms=max_wait_ms, batching=batching, log_path=log_path,
-                               log_texts=log_texts, mlflow_session=mlflow_session)
+    settings = _serve_settings(model, cfg.serve.model_dump(exclude_unset=True) if cfg else None, host=host,
+                               port=port, backend=backend, max_texts=max_texts, max_text_chars=max_text_chars,
+                               max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching,
+                               log_path=log_path, log_texts=log_texts, mlflow_session=mlflow_session)
     with user_errors():
         run_server(settings, workers=workers)
 
@@ -280,9 +298,9 @@ def bench_serve(
     from rich.console import Console
     from rich.table import Table
 
+    from llmneo.bench.serve_load import REFERENCE_MS_PER_TWO_TEXT_REQUEST, load_texts
+    from llmneo.bench.serve_load import bench_serve as run_bench
     from llmneo.config import default_data_dir
-    from llmneo.serve.bench import REFERENCE_MS_PER_TWO_TEXT_REQUEST, load_texts
-    from llmneo.serve.bench import bench_serve as run_bench
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = _serve_settings(model, backend=backend, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
@@ -312,26 +330,42 @@ MaxExamplesOption = Annotated[int | None, typer.Option(min=1, help="Use only the
 
 @app.command()
 def export(
-    path: Annotated[Path, typer.Argument(help="A run folder (its student is exported) or a model folder.")],
-    format_: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
-    quantize: Annotated[str, typer.Option(help="none or int8 (dynamic, per channel).")] = "none",
+    path: Annotated[Path | None, typer.Argument(
+        help="A run folder (its student is exported) or a model folder (default with --config: its run folder).")] = None,
+    config: OptionalConfigOption = None,
+    set_: SetOption = None,
+    format_: Annotated[str | None, typer.Option("--format", help="Export format (onnx; config export.format).")] = None,
+    quantize: Annotated[str | None, typer.Option(
+        help="none or int8, dynamic per channel (config export.quantize, default none).")] = None,
     min_agreement: Annotated[float | None, typer.Option(
-        help="Least label agreement with PyTorch on dev to keep the export (default 1.0 fp32, 0.99 int8).")] = None,
+        help="Least label agreement with PyTorch on dev to keep the export "
+        "(config export.min_agreement_fp32 / _int8, default 1.0 / 0.99).")] = None,
     data: DevDataOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default PATH/export/onnx-fp32|onnx-int8).")] = None,
     max_examples: MaxExamplesOption = None,
-    opset: Annotated[int, typer.Option(min=11, help="ONNX opset.")] = 17,
+    opset: Annotated[int | None, typer.Option(min=11, help="ONNX opset (config export.opset, default 17).")] = None,
 ) -> None:
-    """Export the student to ONNX (LoRA merged), optionally int8, checked against PyTorch on dev."""
-    from llmneo.export import ExportRefused, export_model
+    """Export the student to ONNX (LoRA merged), optionally int8, checked against PyTorch on dev.
 
-    if format_ != "onnx":
+    With --config, the config's `export` section gives the defaults and its run folder the PATH;
+    options given on the command line win.
+    """
+    from llmneo.config import ExportConfig
+    from llmneo.inference.export import ExportRefused, export_model
+
+    cfg = load(config, set_) if config else None
+    settings = cfg.export if cfg else ExportConfig()
+    if format_ is not None and format_ != "onnx":
         fail(f"--format {format_}: only onnx is supported")
+    if path is None:
+        if cfg is None:
+            fail("export needs PATH or --config")
+        path = cfg.run_dir
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with user_errors():
         try:
             report = export_model(path, quantize=quantize, out_dir=out, data_path=data, min_agreement=min_agreement,
-                                  max_examples=max_examples, opset=opset)
+                                  max_examples=max_examples, opset=opset, settings=settings)
         except ExportRefused as refused:
             fail(str(refused))
     typer.echo(f"exported to {report.folder}")
@@ -351,8 +385,8 @@ def bench(
                                                   help="Log to MLflow (default: the config's setting).")] = None,
 ) -> None:
     """Teacher vs student (torch, ONNX fp32, ONNX int8): accuracy, size, memory, latency, throughput, FLOP/s."""
-    from llmneo.bench import bench as run_bench
-    from llmneo.bench import resolve_inputs
+    from llmneo.bench.run import bench as run_bench
+    from llmneo.bench.run import resolve_inputs
     from llmneo.config import TrackingConfig
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -363,7 +397,8 @@ def bench(
         if tracking is not None:
             track = track.model_copy(update={"enabled": tracking})
         run_bench(folder, data or dev, out_dir=out, max_examples=max_examples, num_threads=threads,
-                  latency_threads=latency_threads, tracking=track, run_name=cfg.name if cfg else folder.name)
+                  latency_threads=latency_threads, tracking=track, run_name=cfg.name if cfg else folder.name,
+                  export_settings=cfg.export if cfg else None)
     typer.echo((Path(out or folder) / "bench.md").read_text())
 
 # --- end of command blocks ---

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from llmneo.modelfolder import META_FILE, ONNX_FILE
+
 __all__ = ["OnnxBackend", "session_options"]
 
 
@@ -36,9 +38,9 @@ class OnnxBackend:
     device = "cpu"
 
     def __init__(self, folder: Path, meta: dict[str, Any], num_threads: int | None = None):
-        path = Path(folder) / meta.get("onnx_file", "model.onnx")
+        path = Path(folder) / meta.get("onnx_file", ONNX_FILE)
         if not path.is_file():
-            raise FileNotFoundError(f"{folder}: llmneo_model.json names ONNX file {path.name!r}, which is missing")
+            raise FileNotFoundError(f"{folder}: {META_FILE} names ONNX file {path.name!r}, which is missing")
         self.path = path
         self.session = ort.InferenceSession(str(path), session_options(num_threads),
                                             providers=["CPUExecutionProvider"])

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmneo.models import load_model_folder, pick_device
+from llmneo.modelfolder.weights import load_model_folder, pick_device
 
 __all__ = ["TorchBackend"]
 

@@ -127,17 +127,7 @@ def record_session_in_mlflow(
     Uses MlflowClient rather than the fluent API so it never touches (or ends) an active run of the
     process that embeds the server.
     """
-    import mlflow
+    from llmneo.tracking.store import log_one_shot_run
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=run_name, tags={"llmneo.kind": "serving-session"})
-    now_ms = int(time.time() * 1000)
-    client.log_batch(
-        run.info.run_id,
-        metrics=[mlflow.entities.Metric(key, value, now_ms, 0) for key, value in summary.items()],
-        params=[mlflow.entities.Param(key, value) for key, value in params.items()],
-    )
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    return log_one_shot_run(tracking_uri, experiment, run_name, tags={"llmneo.kind": "serving-session"},
+                            metrics=summary, params=params)

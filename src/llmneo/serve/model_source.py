@@ -8,22 +8,15 @@ with a local llmneo model folder (CONTRACTS.md) and a version string for /info a
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
-from llmneo.inference import META_FILE, resolve_model_dir
+from llmneo.modelfolder import META_FILE, resolve_model_dir
+from llmneo.tracking.store import resolve_tracking_uri
 
-__all__ = ["MLFLOW_SCHEMES", "fetch_model", "folder_version", "resolve_tracking_uri"]
+__all__ = ["MLFLOW_SCHEMES", "fetch_model", "folder_version"]
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
-
-
-def resolve_tracking_uri(explicit: str | None = None) -> str:
-    """The given URI, else $MLFLOW_TRACKING_URI, else the project's store (the one training writes to)."""
-    from llmneo.tracking import default_tracking_uri
-
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
 def fetch_model(source: str, tracking_uri: str | None = None) -> tuple[Path, str | None]:

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from llmneo.inference import Prediction, Predictor
+from llmneo.inference import Predictor
+from llmneo.maths.decide import Prediction, decide
 from llmneo.serve.batching import MicroBatcher
 from llmneo.serve.inference_log import InferenceLog, SessionStats, record_session_in_mlflow
 from llmneo.serve.metrics import ServeMetrics
-from llmneo.serve.model_source import fetch_model, folder_version, resolve_tracking_uri
-from llmneo.serve.postprocess import decide
+from llmneo.serve.model_source import fetch_model, folder_version
 from llmneo.serve.settings import ServeSettings
+from llmneo.tracking.store import resolve_tracking_uri
 
 __all__ = ["ModelService", "PredictOutcome", "load_predictor"]
 

@@ -1,0 +1,256 @@
+"""Labelled texts from a GLUE folder, TSV/CSV/JSONL/Parquet files, or the Hugging Face hub.
+
+Every row is checked; a bad one stops the run with its file and line, or, with `skip_bad_rows`,
+is dropped and reported by line. Nothing is dropped silently. Sub-sampling is seeded and
+stratified so that a small demo keeps the class balance of the full data.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmneo.config import DataConfig
+
+__all__ = [
+    "BadRow",
+    "DataError",
+    "DataSplits",
+    "LabeledTexts",
+    "describe_bad_rows",
+    "load_splits",
+    "read_labeled_file",
+    "read_labeled_head",
+    "stratified_subsample",
+]
+
+
+class DataError(ValueError):
+    """A bad row or file, phrased with its file and line."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class LabeledTexts:
+    texts: list[str]
+    labels: list[int]
+    source: str
+    lines: list[int] = field(default_factory=list)  # where each row came from, for error messages
+    bad_rows: list[BadRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def fingerprint(self) -> str:
+        """Content hash of texts and labels: the cache key's view of the data."""
+        digest = hashlib.sha256()
+        for text, label in zip(self.texts, self.labels):
+            digest.update(f"{label}\t{text}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LabeledTexts:
+        return LabeledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices], self.source,
+                            [self.lines[i] for i in indices] if self.lines else [], self.bad_rows)
+
+
+@dataclass
+class DataSplits:
+    train: LabeledTexts
+    dev: LabeledTexts
+
+
+def _parse_label(raw: object, label_names: list[str]) -> int:
+    """An integer id or a label name; raises ValueError naming what is wrong."""
+    if raw is None or (isinstance(raw, str) and raw.strip() == "") or (isinstance(raw, float) and np.isnan(raw)):
+        raise ValueError("missing label")
+    if isinstance(raw, str) and raw.strip() in label_names:
+        return label_names.index(raw.strip())
+    try:
+        as_float = float(raw)  # "1", 1, 1.0 are all label 1
+    except (TypeError, ValueError):
+        raise ValueError(f"label {raw!r} is neither an integer nor one of {label_names}") from None
+    if not as_float.is_integer() or not 0 <= as_float < len(label_names):
+        raise ValueError(f"label {raw!r} is not in 0..{len(label_names) - 1}")
+    return int(as_float)
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) per line; text is None where the bytes are not UTF-8."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                yield number, None
+
+
+def _rows_delimited(path: Path, delimiter: str, text_column: str, label_column: str):
+    """(line, text, label, problem) per data row of a TSV/CSV file with a header."""
+    lines = _decoded_lines(path)
+    header_line, header = next(lines, (1, None))
+    if header is None:
+        raise DataError(f"{path}:{header_line}: missing or undecodable header")
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    columns = next(csv.reader([header], delimiter=delimiter, quoting=quoting))
+    for name in (text_column, label_column):
+        if name not in columns:
+            raise DataError(f"{path}:{header_line}: no column {name!r} in header {columns}")
+    text_at, label_at = columns.index(text_column), columns.index(label_column)
+    for number, line in lines:
+        if line is None:
+            yield number, None, None, "undecodable bytes (not UTF-8)"
+            continue
+        if line.strip() == "":
+            yield number, None, None, "empty line"
+            continue
+        fields = next(csv.reader([line], delimiter=delimiter, quoting=quoting))
+        if len(fields) != len(columns):
+            yield number, None, None, f"{len(fields)} columns, expected {len(columns)}"
+            continue
+        yield number, fields[text_at], fields[label_at], None
+
+
+def _rows_jsonl(path: Path, text_column: str, label_column: str):
+    for number, line in _decoded_lines(path):
+        if line is None:
+            yield number, None, None, "undecodable bytes (not UTF-8)"
+            continue
+        if not line.strip():
+            continue  # blank lines separate nothing in JSONL; they are not rows
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, None, None, f"invalid JSON ({error.msg})"
+            continue
+        if not isinstance(record, dict):
+            yield number, None, None, "not a JSON object"
+            continue
+        yield number, record.get(text_column), record.get(label_column), None
+
+
+def _rows_parquet(path: Path, text_column: str, label_column: str):
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    for name in (text_column, label_column):
+        if name not in frame.columns:
+            raise DataError(f"{path}: no column {name!r} in {list(frame.columns)}")
+    for number, (text, label) in enumerate(zip(frame[text_column], frame[label_column]), start=1):
+        yield number, text, label, None
+
+
+def _rows(path: Path, text_column: str, label_column: str):
+    suffix = path.suffix.lower()
+    if suffix in (".tsv", ".txt"):
+        return _rows_delimited(path, "\t", text_column, label_column)
+    if suffix == ".csv":
+        return _rows_delimited(path, ",", text_column, label_column)
+    if suffix in (".jsonl", ".json"):
+        return _rows_jsonl(path, text_column, label_column)
+    if suffix in (".parquet", ".pq"):
+        return _rows_parquet(path, text_column, label_column)
+    raise DataError(f"{path}: unknown file type {suffix!r} (expected .tsv, .csv, .jsonl or .parquet)")
+
+
+def read_labeled_file(path: str | Path, labels: list[str], text_column: str = "sentence",
+                      label_column: str = "label", skip_bad_rows: bool = False) -> LabeledTexts:
+    """Read and check every row; bad rows raise DataError, or are kept aside when `skip_bad_rows`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    result = LabeledTexts([], [], str(path))
+    for number, text, raw_label, problem in _rows(path, text_column, label_column):
+        if problem is None:
+            if not isinstance(text, str) or not text.strip():
+                problem = "empty text"
+            else:
+                try:
+                    label = _parse_label(raw_label, labels)
+                except ValueError as error:
+                    problem = str(error)
+        if problem is not None:
+            if not skip_bad_rows:
+                raise DataError(f"{path}:{number}: {problem} (use --skip-bad-rows to drop such rows)")
+            result.bad_rows.append(BadRow(number, problem))
+            continue
+        result.texts.append(text.strip())
+        result.labels.append(label)
+        result.lines.append(number)
+    if not result.texts:
+        raise DataError(f"{path}: no usable rows")
+    return result
+
+
+def stratified_subsample(data: LabeledTexts, max_samples: int | None, seed: int) -> LabeledTexts:
+    """A seeded subset with the class proportions of the whole (scikit-learn's stratified split)."""
+    if max_samples is None or max_samples >= len(data):
+        return data
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(data))
+    counts = np.bincount(data.labels)
+    stratify = data.labels if counts[counts > 0].min() >= 2 and max_samples >= len(counts) else None
+    chosen, _ = train_test_split(indices, train_size=max_samples, random_state=seed, stratify=stratify)
+    return data.subset(np.sort(chosen))
+
+
+def _from_hub(cfg: DataConfig) -> DataSplits:
+    from datasets import load_dataset
+
+    dataset = load_dataset(cfg.hub_name, cfg.hub_config)
+
+    def convert(split: str) -> LabeledTexts:
+        rows = dataset[split]
+        texts, labels = list(rows[cfg.text_column]), list(rows[cfg.label_column])
+        bad = [i for i, label in enumerate(labels) if not 0 <= label < len(cfg.labels)]
+        if bad:  # e.g. GLUE test splits carry label -1
+            raise DataError(f"hub {cfg.hub_name}/{cfg.hub_config} split {split}: {len(bad)} rows without a valid label")
+        return LabeledTexts([t.strip() for t in texts], labels, f"hub:{cfg.hub_name}/{split}",
+                            list(range(1, len(texts) + 1)))
+
+    return DataSplits(convert("train"), convert(cfg.hub_eval_split))
+
+
+def load_splits(cfg: DataConfig, max_train_samples: int | None = None) -> DataSplits:
+    """Train and dev as the config says, sub-sampled; `max_train_samples` overrides the config's."""
+    if cfg.source == "hub":
+        splits = _from_hub(cfg)
+    else:
+        if cfg.source == "glue_dir":
+            train_path, dev_path = Path(cfg.glue_dir) / "train.tsv", Path(cfg.glue_dir) / "dev.tsv"
+        else:
+            train_path, dev_path = cfg.train_file, cfg.eval_file
+        read = lambda path: read_labeled_file(path, cfg.labels, cfg.text_column, cfg.label_column,
+                                              cfg.skip_bad_rows) if path else LabeledTexts([], [], "none")
+        splits = DataSplits(read(train_path), read(dev_path))
+    train_limit = max_train_samples or cfg.max_train_samples
+    return DataSplits(stratified_subsample(splits.train, train_limit, cfg.seed),
+                      stratified_subsample(splits.dev, cfg.max_eval_samples, cfg.seed))
+
+
+def describe_bad_rows(data: LabeledTexts, shown: int = 10) -> str | None:
+    """One line on what `skip_bad_rows` dropped, so the user sees it; None when nothing was."""
+    if not data.bad_rows:
+        return None
+    listed = ", ".join(f"{row.line} ({row.reason})" for row in data.bad_rows[:shown])
+    more = f" and {len(data.bad_rows) - shown} more" if len(data.bad_rows) > shown else ""
+    return f"{data.source}: skipped {len(data.bad_rows)} bad rows at lines {listed}{more}"
+
+
+def read_labeled_head(path: str | Path, labels: list[str], max_examples: int | None = None) -> LabeledTexts:
+    """A labelled file's first `max_examples` rows (all of them when None): the dev slice that
+    export checks agreement on and bench measures on."""
+    data = read_labeled_file(path, labels)
+    count = min(len(data), max_examples) if max_examples else len(data)
+    return data.subset(range(count))

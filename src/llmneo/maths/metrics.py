@@ -1,0 +1,110 @@
+"""Classification and calibration metrics: arrays in, numbers out, no I/O.
+
+scikit-learn computes the standard metrics; what it lacks (expected calibration error, fitting a
+softmax temperature) is written here and tested against hand-worked values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+__all__ = [
+    "agreement",
+    "classification_metrics",
+    "confusion",
+    "expected_calibration_error",
+    "fit_temperature",
+    "negative_log_likelihood",
+    "reliability_bins",
+    "softmax",
+]
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """accuracy, precision, recall, f1 (positive class for 2 labels, macro otherwise), ROC-AUC, n.
+
+    ROC-AUC is one-vs-rest macro for more than two classes, and NaN when dev holds one class only
+    (it is undefined there, and a made-up number would mislead).
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs)
+    num_classes = probs.shape[1]
+    preds = probs.argmax(axis=1)
+    average = "binary" if num_classes == 2 else "macro"
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, preds, average=average, labels=list(range(num_classes)) if average == "macro" else None,
+        zero_division=0,
+    )
+    present = np.unique(labels)
+    if len(present) < 2:
+        roc_auc = float("nan")
+    elif num_classes == 2:
+        roc_auc = roc_auc_score(labels, probs[:, 1])
+    else:
+        roc_auc = roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(num_classes)))
+    return {"accuracy": float(accuracy_score(labels, preds)), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1), "roc_auc": float(roc_auc), "n": len(labels)}
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> list[list[int]]:
+    """Rows: true class, columns: predicted class."""
+    return confusion_matrix(labels, preds, labels=list(range(num_classes))).tolist()
+
+
+def agreement(preds_a: np.ndarray, preds_b: np.ndarray) -> float:
+    return float(np.mean(np.asarray(preds_a) == np.asarray(preds_b)))
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Bin predictions by confidence: mean confidence, accuracy and count per equal-width bin.
+
+    Confidence is the top-class probability, so this works for any number of classes. Bins are
+    right-closed so that a confidence of exactly 1.0 lands in the last bin. The reliability diagram
+    draws these bins and the expected calibration error sums their gaps.
+    """
+    probs = np.asarray(probs, dtype=float)  # (N, C)
+    labels = np.asarray(labels)  # (N,)
+    confidence = probs.max(axis=1)  # (N,)
+    correct = (probs.argmax(axis=1) == labels).astype(float)  # (N,)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)  # (N,)
+    counts = np.bincount(index, minlength=n_bins)
+    safe = counts.clip(min=1)
+    return {
+        "edges": edges,
+        "confidence": np.bincount(index, weights=confidence, minlength=n_bins) / safe,
+        "accuracy": np.bincount(index, weights=correct, minlength=n_bins) / safe,
+        "count": counts,
+    }
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by size."""
+    binned = reliability_bins(probs, labels, bins)
+    weights = binned["count"] / max(int(binned["count"].sum()), 1)
+    return float(np.sum(weights * np.abs(binned["confidence"] - binned["accuracy"])))
+
+
+def negative_log_likelihood(labels: np.ndarray, logits: np.ndarray, temperature: float = 1.0) -> float:
+    probs = softmax(logits, temperature)
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-12)))
+
+
+def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
+    """The temperature T > 0 minimising dev NLL of softmax(logits / T) (Guo et al., 2017).
+
+    Searched over log T so the bounded 1-D optimiser treats 0.5x and 2x alike.
+    """
+    labels = np.asarray(labels)
+    result = minimize_scalar(lambda log_t: negative_log_likelihood(labels, logits, float(np.exp(log_t))),
+                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))

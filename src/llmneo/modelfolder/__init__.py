@@ -1,0 +1,72 @@
+"""The saved-model folder (docs/CONTRACTS.md, "Model folder"): the one owner of its file names and meta.
+
+Every reader and writer of a model folder imports its names from here: ``META_FILE``
+(``llmneo_model.json``), ``ADAPTER_DIR``, ``ONNX_FILE``; ``read_model_meta``/``write_model_meta``;
+``load_tokenizer`` with the pad set-up every model needs; ``resolve_model_dir`` for a run folder.
+This module needs no torch; ``llmneo.modelfolder.weights`` loads and saves the PyTorch weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ADAPTER_DIR",
+    "FORMAT_VERSION",
+    "META_FILE",
+    "ONNX_FILE",
+    "has_model_folder",
+    "load_tokenizer",
+    "read_model_meta",
+    "resolve_model_dir",
+    "write_model_meta",
+]
+
+META_FILE = "llmneo_model.json"
+ADAPTER_DIR = "adapter"  # a LoRA adapter beside the weights, loadable with PEFT
+ONNX_FILE = "model.onnx"
+FORMAT_VERSION = 1
+
+
+def has_model_folder(folder: str | Path) -> bool:
+    return (Path(folder) / META_FILE).is_file()
+
+
+def read_model_meta(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: not an llmneo model folder (no {META_FILE})")
+    return json.loads(path.read_text())
+
+
+def write_model_meta(folder: str | Path, meta: dict[str, Any]) -> Path:
+    path = Path(folder) / META_FILE
+    path.write_text(json.dumps(meta, indent=2, default=str))
+    return path
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model folder as is; a run folder -> its student (then teacher) model folder."""
+    path = Path(path)
+    for candidate in (path, path / "student", path / "teacher"):
+        if has_model_folder(candidate):
+            return candidate
+    raise FileNotFoundError(f"{path}: neither an llmneo model folder nor a run folder holding one ({META_FILE})")
+
+
+def load_tokenizer(source: str | Path, gguf_file: str | None = None) -> Any:
+    """Fast tokenizer, with a pad token for decoder models that ship none (Llama does not).
+
+    Right padding: the verbalizer gathers its logits at the last real token.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file) if gguf_file else (
+        AutoTokenizer.from_pretrained(source)
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer

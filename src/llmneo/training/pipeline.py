@@ -1,0 +1,221 @@
+"""The recipe: teacher -> cache -> distill -> evaluate, each stage writing to `outputs/<name>/`.
+
+Each stage function is what one CLI command runs; `run_pipeline` chains them under one parent
+MLflow run. Stages talk only through the run folder and the cache (docs/CONTRACTS.md), so any of
+them can be re-run on its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import set_seed
+
+from llmneo.atomic import atomic_path, write_text_atomic
+from llmneo.config import Config, StudentConfig, save_config
+from llmneo.data import DataSplits, describe_bad_rows, load_splits
+from llmneo.inference import Predictor
+from llmneo.maths.metrics import classification_metrics, softmax
+from llmneo.maths.params import total_parameters
+from llmneo.tracking import tracker as tracking
+from llmneo.tracking.runlog import log_stage_outputs
+from llmneo.training.cache import CachedLogits
+from llmneo.training.distributed import is_main_process
+from llmneo.training.models import build_model
+from llmneo.training.teacher import load_live_teacher, prepare_teacher, teacher_folder, teacher_logits
+from llmneo.training.trainer import TrainOutcome, fine_tune
+
+__all__ = [
+    "run_cache_stage",
+    "run_distill_stage",
+    "run_evaluate_stage",
+    "run_pipeline",
+    "run_teacher_stage",
+    "student_splits",
+    "write_json",
+]
+
+
+def write_json(path: Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _stage_run(config: Config, stage: str, resume: bool = False):
+    """The stage's tracker on rank 0; the other ranks of a distributed launch log nothing."""
+    if not is_main_process():
+        return nullcontext(tracking.NullTracker())
+    return tracking.stage_run(config, stage, resume)
+
+
+def _start(config: Config) -> None:
+    if not is_main_process():
+        return
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(config.run_dir / "config.yaml") as temp:
+        save_config(config, temp)
+
+
+RUN_TEACHER = "run:teacher"
+
+
+def student_model_config(config: Config) -> StudentConfig:
+    """`name_or_path: run:teacher` starts the student from this run's tuned teacher (DistilBERT-style:
+    a subset of the teacher's own layers, already adapted to the task, with its classification head)."""
+    if config.student.name_or_path != RUN_TEACHER:
+        return config.student
+    return config.student.model_copy(update={"name_or_path": str(teacher_folder(config))})
+
+
+def student_splits(config: Config) -> DataSplits:
+    splits = load_splits(config.data, config.student.train.max_train_samples)
+    for part in (splits.train, splits.dev):
+        if (line := describe_bad_rows(part)) is not None:
+            print(f"[data] {line}")
+    return splits
+
+
+def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | None:
+    _start(config)
+    with _stage_run(config, "teacher", resume) as tracker:
+        outcome = prepare_teacher(config, callbacks=tracker.trainer_callbacks(), resume=resume)
+        if outcome is not None and is_main_process():
+            write_json(config.run_dir / "teacher_metrics.json",
+                       {"history": outcome.history, "final": outcome.final, "parameters": outcome.parameters,
+                        "train_seconds": outcome.train_seconds})
+            print(f"[teacher] dev accuracy {outcome.final['accuracy']:.4f}, saved to {outcome.model_dir}")
+        log_stage_outputs(tracker, config.run_dir)
+    return outcome
+
+
+def run_cache_stage(config: Config) -> CachedLogits:
+    _start(config)
+    splits = student_splits(config)
+    with _stage_run(config, "cache") as tracker:
+        started = time.perf_counter()
+        cached = teacher_logits(config, splits)
+        tracker.log_metrics({f"teacher_{k}": v for k, v in cached.teacher_dev_metrics.items()})
+        tracker.log_metrics({"cache_seconds": time.perf_counter() - started})
+        log_stage_outputs(tracker, config.run_dir)
+    return cached
+
+
+def _write_predictions(path: Path, splits: DataSplits, labels: list[str], teacher_probs: np.ndarray,
+                       student_probs: np.ndarray) -> None:
+    with atomic_path(path) as temp, open(temp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"] + [f"teacher_prob_{n}" for n in labels] + [f"student_prob_{n}" for n in labels])
+        for text, label, t_row, s_row in zip(splits.dev.texts, splits.dev.labels, teacher_probs, student_probs):
+            writer.writerow([text, label] + [f"{p:.6f}" for p in t_row] + [f"{p:.6f}" for p in s_row])
+
+
+def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
+    """Train the student from cached teacher logits (the teacher is loaded only if the cache is missing)."""
+    _start(config)
+    splits = student_splits(config)
+    cached = teacher_logits(config, splits)
+    set_seed(config.student.train.seed)  # the new head and LoRA weights start the same in every run
+    loaded = build_model(student_model_config(config), config.data.labels)
+    meta = {"role": "student", "labels": config.data.labels, "base_model": config.student.name_or_path,
+            "teacher_base_model": config.teacher.name_or_path, "run_name": config.name,
+            "loss": config.loss.model_dump(),
+            "data": {"train": len(splits.train), "dev": len(splits.dev),
+                     "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
+    with _stage_run(config, "student", resume) as tracker:
+        meta["mlflow_run_id"] = tracker.run_id  # lets a served model name its source run
+        outcome = fine_tune(loaded, config.student, splits, config.run_dir / "student", meta, loss_config=config.loss,
+                            train_teacher_logits=cached.train, dev_teacher_logits=cached.dev,
+                            callbacks=tracker.trainer_callbacks(), resume=resume)
+        if not is_main_process():
+            return outcome
+        write_json(config.run_dir / "metrics.json",
+                   {"history": outcome.history, "final": outcome.final, "teacher": cached.teacher_dev_metrics,
+                    "parameters": outcome.parameters, "train_seconds": outcome.train_seconds,
+                    "data": meta["data"]})
+        if not (config.run_dir / "teacher_metrics.json").is_file():
+            write_json(config.run_dir / "teacher_metrics.json", {"final": cached.teacher_dev_metrics})
+        _write_predictions(config.run_dir / "predictions_dev.csv", splits, config.data.labels,
+                           softmax(cached.dev), softmax(outcome.dev_logits))
+        print(f"[student] dev accuracy {outcome.final['accuracy']:.4f} "
+              f"(teacher {cached.teacher_dev_metrics.get('accuracy', float('nan')):.4f}), saved to {outcome.model_dir}")
+        log_stage_outputs(tracker, config.run_dir)
+    return outcome
+
+
+def _timed_evaluation(predictor: Predictor, texts: list[str], labels: list[int], batch_size: int = 32) -> dict:
+    """Dev metrics and milliseconds per example at `batch_size` (after one warm-up batch)."""
+    predictor.predict_logits(texts[:batch_size], batch_size)
+    started = time.perf_counter()
+    logits = predictor.predict_logits(texts, batch_size, progress=f"evaluating {predictor.meta.get('role', 'model')}")
+    elapsed = time.perf_counter() - started
+    metrics = classification_metrics(np.asarray(labels), softmax(logits))
+    model = getattr(predictor.backend, "model", None)  # the deployed (merged) model, not the PEFT wrapper
+    parameters = (total_parameters(model) if model is not None
+                  else predictor.meta.get("parameters", {}).get("total"))
+    return {**metrics, "parameters": parameters, "ms_per_example": 1000 * elapsed / len(texts)}
+
+
+def run_evaluate_stage(config: Config) -> dict[str, dict]:
+    """Teacher and student side by side on dev: quality, size and speed, measured in one process."""
+    splits = student_splits(config)
+    with _stage_run(config, "evaluate") as tracker:
+        student = Predictor.load(config.run_dir / "student", device=config.student.device)
+        teacher = (Predictor.load(teacher_folder(config), device=config.teacher.device)
+                   if config.teacher.finetune else load_live_teacher(config))
+        summary = {"teacher": _timed_evaluation(teacher, splits.dev.texts, splits.dev.labels),
+                   "student": _timed_evaluation(student, splits.dev.texts, splits.dev.labels)}
+        summary["speedup"] = summary["teacher"]["ms_per_example"] / summary["student"]["ms_per_example"]
+        write_json(config.run_dir / "summary.json", summary)
+        for role in ("teacher", "student"):
+            tracker.log_metrics({f"{role}_{k}": v for k, v in summary[role].items() if v is not None})
+        tracker.log_metrics({"speedup": summary["speedup"]})
+        log_stage_outputs(tracker, config.run_dir)
+    _print_summary(config, summary)
+    return summary
+
+
+def _print_summary(config: Config, summary: dict[str, dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{config.name}: teacher vs student on dev ({summary['student']['n']} examples)")
+    for column in ("model", "accuracy", "F1", "ROC-AUC", "parameters", "ms / example"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for role, name in (("teacher", config.teacher.name_or_path), ("student", config.student.name_or_path)):
+        row = summary[role]
+        table.add_row(f"{role} ({name})", f"{row['accuracy']:.4f}", f"{row['f1']:.4f}", f"{row['roc_auc']:.4f}",
+                      f"{row['parameters'] / 1e6:.1f}M" if row["parameters"] else "?", f"{row['ms_per_example']:.2f}")
+    Console().print(table)
+    Console().print(f"student is {summary['speedup']:.1f}x faster per example; outputs in {config.run_dir}")
+
+
+def run_pipeline(config: Config, resume: bool = False) -> dict[str, dict] | None:
+    """All four stages under one parent run; under a distributed launch rank 0 alone evaluates and logs."""
+    started = time.perf_counter()
+    parent = tracking.pipeline_run(config, resume) if is_main_process() else nullcontext(tracking.NullTracker())
+    with parent as tracker:
+        run_teacher_stage(config, resume)
+        run_cache_stage(config)
+        run_distill_stage(config, resume)
+        if not is_main_process():
+            return None
+        summary = run_evaluate_stage(config)
+        summary["wall_seconds"] = time.perf_counter() - started
+        write_json(config.run_dir / "summary.json", summary)
+        tracker.log_metrics({"wall_seconds": summary["wall_seconds"]})
+        log_stage_outputs(tracker, config.run_dir)
+    print(f"[run] pipeline finished in {summary['wall_seconds']:.0f} s")
+    return summary

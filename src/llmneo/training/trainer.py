@@ -1,0 +1,300 @@
+"""Fine-tune a teacher (cross-entropy) or distil a student (KD + CE) with Hugging Face `Trainer`.
+
+Trainer brings what later scale-out needs without a rewrite: gradient accumulation, schedules,
+checkpoints with optimizer/scheduler/RNG state and data position (`--resume`), and DDP, FSDP or
+DeepSpeed under `accelerate launch`. The subclass overrides only `compute_loss` (DistillKit's
+pattern); teacher logits arrive as a batch column, so the trainer never knows where they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch.utils.data import SequentialSampler
+from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+
+from llmneo.atomic import atomic_dir
+from llmneo.config import LossConfig, ModelConfig, StudentConfig, TeacherConfig, TrainSettings
+from llmneo.data import DataSplits
+from llmneo.maths.losses import distillation_loss
+from llmneo.maths.metrics import (
+    agreement,
+    classification_metrics,
+    confusion,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
+from llmneo.maths.params import count_parameters
+from llmneo.modelfolder.weights import LoadedModel, VerbalizerClassifier, save_model_folder
+from llmneo.training.models import apply_lora
+
+__all__ = [
+    "CheckpointCompleteMarker",
+    "DistillationTrainer",
+    "TrainOutcome",
+    "evaluation_report",
+    "fine_tune",
+    "last_complete_checkpoint",
+]
+
+
+@dataclass
+class TrainOutcome:
+    model_dir: Path
+    history: list[dict[str, Any]]
+    final: dict[str, Any]
+    dev_logits: np.ndarray  # (N_dev, C)
+    parameters: dict[str, float]
+    train_seconds: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class DistillationTrainer(Trainer):
+    """`Trainer` whose loss is KD + CE when the batch carries `teacher_logits`, CE otherwise."""
+
+    def __init__(self, *args: Any, loss_config: LossConfig | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.loss_config = loss_config or LossConfig()
+        self._component_sums: dict[str, torch.Tensor] = {}
+        self._component_count = 0
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Dev in its own order: Trainer length-groups evaluation too when training is length-grouped,
+        which would misalign predictions with the dev labels and the teacher's dev logits."""
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Checkpoints of a verbalizer (a plain module around an LM with tied embeddings) keep one copy of
+        each shared tensor: safetensors refuses aliases, and loading (non-strict) re-ties them."""
+        if state_dict is None and isinstance(self.model, VerbalizerClassifier):
+            state_dict = _without_aliases(self.model.state_dict())
+        super()._save(output_dir, state_dict)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_logits = inputs.pop("teacher_logits", None)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        if teacher_logits is None:
+            loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels)
+        else:
+            parts = distillation_loss(outputs.logits, teacher_logits, labels, self.loss_config.temperature,
+                                      self.loss_config.alpha, self.loss_config.kind)
+            loss = parts.total
+            if model.training:
+                self._accumulate(kd_loss=parts.kd, ce_loss=parts.ce)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate(self, **components: torch.Tensor) -> None:
+        # Summed as tensors: an .item() per micro-batch would force a device sync every step.
+        for name, value in components.items():
+            self._component_sums[name] = self._component_sums.get(name, 0) + value.detach()
+        self._component_count += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._component_count:
+            for name, total in self._component_sums.items():
+                logs[name] = round(float(total) / self._component_count, 6)
+            self._component_sums, self._component_count = {}, 0
+        super().log(logs, start_time)
+
+
+def _without_aliases(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    seen: set[int] = set()
+    kept = {}
+    for name, tensor in state_dict.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            kept[name] = tensor
+    return kept
+
+
+COMPLETE_MARKER = ".complete"
+
+
+class CheckpointCompleteMarker(TrainerCallback):
+    """Marks a checkpoint folder complete once Trainer has written all of it.
+
+    Trainer writes `checkpoint-N/` file by file; a process killed mid-save leaves a folder that
+    `get_last_checkpoint` would trust. `on_save` runs after the save, so the marker makes the
+    checkpoint atomic from the point of view of `--resume`.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+        return control
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint with its completion marker; unfinished newer ones are reported."""
+    if not checkpoint_dir.is_dir():
+        return None
+    found = sorted((p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in found:
+        if (folder / COMPLETE_MARKER).is_file():
+            return str(folder)
+        print(f"[resume] ignoring unfinished checkpoint {folder}")
+    return None
+
+
+def _texts(splits_texts: list[str], model_cfg: ModelConfig) -> list[str]:
+    if model_cfg.kind == "verbalizer":
+        return [model_cfg.template.format(text=t) for t in splits_texts]
+    return splits_texts
+
+
+def _dataset(loaded: LoadedModel, texts: list[str], labels: list[int], max_length: int,
+             teacher_logits: np.ndarray | None) -> Dataset:
+    columns: dict[str, Any] = {"text": texts, "labels": labels}
+    if teacher_logits is not None:
+        if len(teacher_logits) != len(texts):
+            raise ValueError(f"teacher logits have {len(teacher_logits)} rows for {len(texts)} texts")
+        columns["teacher_logits"] = teacher_logits.tolist()
+    dataset = Dataset.from_dict(columns)
+    return dataset.map(lambda batch: loaded.tokenizer(batch["text"], truncation=True, max_length=max_length),
+                       batched=True, remove_columns=["text"], desc="tokenising")
+
+
+class _Collator:
+    """Dynamic padding for token columns; teacher logits are stacked alongside."""
+
+    def __init__(self, tokenizer: Any):
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        teacher = [f.pop("teacher_logits") for f in features] if "teacher_logits" in features[0] else None
+        batch = self.pad(features)
+        if teacher is not None:
+            batch["teacher_logits"] = torch.tensor(teacher, dtype=torch.float32)
+        return batch
+
+
+def _metrics_function(teacher_dev_logits: np.ndarray | None):
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        probs = softmax(logits)
+        metrics = classification_metrics(prediction.label_ids, probs)
+        metrics.pop("n")
+        if teacher_dev_logits is not None:
+            metrics["agreement"] = agreement(probs.argmax(axis=1), teacher_dev_logits.argmax(axis=1))
+        return metrics
+
+    return compute
+
+
+def _training_arguments(settings: TrainSettings, checkpoint_dir: Path, model_cfg: ModelConfig) -> TrainingArguments:
+    cuda = torch.cuda.is_available() and model_cfg.device != "cpu"
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type=settings.lr_scheduler,
+        eval_strategy="steps",
+        eval_steps=settings.eval_steps,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        report_to="none",
+        use_cpu=not cuda,
+        bf16=settings.mixed_precision == "bf16" or (cuda and model_cfg.dtype == "bf16"),
+        fp16=cuda and (settings.mixed_precision == "fp16" or model_cfg.dtype == "fp16"),
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+    )
+
+
+def evaluation_report(labels: np.ndarray, logits: np.ndarray, teacher_logits: np.ndarray | None,
+                      num_classes: int) -> dict[str, Any]:
+    """Final dev figures: metrics, confusion matrix, agreement, and the fitted calibration temperature."""
+    probs = softmax(logits)
+    report: dict[str, Any] = classification_metrics(labels, probs)
+    report["confusion_matrix"] = confusion(labels, probs.argmax(axis=1), num_classes)
+    if teacher_logits is not None:
+        report["agreement"] = agreement(probs.argmax(axis=1), teacher_logits.argmax(axis=1))
+    temperature = fit_temperature(labels, logits)
+    report["calibration"] = {"temperature": temperature,
+                             "ece_before": expected_calibration_error(labels, probs),
+                             "ece_after": expected_calibration_error(labels, softmax(logits, temperature))}
+    return report
+
+
+def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, splits: DataSplits, output_dir: Path,
+              meta: dict[str, Any], loss_config: LossConfig | None = None,
+              train_teacher_logits: np.ndarray | None = None, dev_teacher_logits: np.ndarray | None = None,
+              callbacks: list[TrainerCallback] | None = None, resume: bool = False) -> TrainOutcome:
+    """Train `loaded` on `splits` and save it as a model folder at `output_dir` (atomically).
+
+    The stage's config says everything else: `train` (the schedule), `lora` (adapters, merging) and
+    the model settings (template, max length, device, dtype). With `train_teacher_logits` the loss
+    is KD + CE (`loss_config`); without, plain cross-entropy.
+    """
+    model_cfg, settings, lora = stage_cfg, stage_cfg.train, stage_cfg.lora
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    torch.manual_seed(settings.seed)
+    if lora.enabled:
+        apply_lora(loaded, lora)
+    parameters = count_parameters(loaded.model)
+    print(f"[{meta.get('role', 'model')}] parameters: {parameters['total']:,.0f} total, "
+          f"{parameters['trainable']:,.0f} trainable ({parameters['trainable_share']:.2%})")
+    train_ds = _dataset(loaded, _texts(splits.train.texts, model_cfg), splits.train.labels, model_cfg.max_length,
+                        train_teacher_logits)
+    dev_ds = _dataset(loaded, _texts(splits.dev.texts, model_cfg), splits.dev.labels, model_cfg.max_length,
+                      dev_teacher_logits)
+    checkpoint_dir = output_dir.parent / f"checkpoints-{output_dir.name}"
+    trainer = DistillationTrainer(
+        model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
+        data_collator=_Collator(loaded.tokenizer), train_dataset=train_ds, eval_dataset=dev_ds,
+        compute_metrics=_metrics_function(dev_teacher_logits),
+        callbacks=[CheckpointCompleteMarker(), *(callbacks or [])],
+        loss_config=loss_config,
+    )
+    last = last_complete_checkpoint(checkpoint_dir) if resume else None
+    if resume:
+        print(f"[{meta.get('role', 'model')}] resuming from {last}" if last else "[resume] no checkpoint: from the start")
+    started = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=last)
+    train_seconds = time.perf_counter() - started
+    prediction = trainer.predict(dev_ds, metric_key_prefix="eval")
+    dev_logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    final = evaluation_report(np.asarray(splits.dev.labels), dev_logits, dev_teacher_logits, len(meta["labels"]))
+    final["eval_loss"] = prediction.metrics.get("eval_loss")
+    final["train_loss"] = train_result.training_loss
+    final["train_examples_per_second"] = train_result.metrics.get("train_samples_per_second")
+    history = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
+    folder_meta = {**meta, "parameters": parameters, "calibration": final["calibration"],
+                   "metrics": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "n")},
+                   "max_length": model_cfg.max_length, "template": model_cfg.template,
+                   "keep_layers": model_cfg.keep_layers,
+                   "lora": ({"enabled": True, "r": lora.r, "alpha": lora.alpha,
+                             "target_modules": lora.target_modules} if lora.enabled else None)}
+    if trainer.is_world_process_zero():  # one writer; the other ranks wait until the folder is in place
+        with atomic_dir(output_dir) as temp:
+            save_model_folder(loaded, temp, folder_meta, merge=lora.merge)
+            (temp / "train_history.json").write_text(json.dumps(trainer.state.log_history, indent=1, default=str))
+    trainer.accelerator.wait_for_everyone()
+    return TrainOutcome(output_dir, history, final, dev_logits, parameters, train_seconds, folder_meta)
