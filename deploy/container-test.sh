@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the project's image with its own Dockerfile and run it for real under Podman, then the compose
 # stack: the end-to-end check of issue 7. Exits non-zero on any failure; prints the image size, the
-# build time and the time to healthy. Needs root (CI runs as root); installs podman when missing.
+# build time and the time to healthy. Needs root (CI runs as root) and podman (`make system-deps`).
 #
 # Why the flags: on these machines crun fails (runc works), no container network works (host
 # networking does), the default ulimits are refused, no registry is reachable (a local Debian base is
@@ -62,7 +62,9 @@ port_or_free() {
 }
 
 # ---- 1. tools and base image ----
-bash deploy/install-podman.sh
+for tool in podman runc debootstrap; do  # installed by `make system-deps`, never here
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing: run \`make system-deps\` first (as root)"
+done
 bash deploy/make-base-image.sh "$BASE_IMAGE"
 
 # ---- 2. the model folder, readable by the image's non-root user ----
