@@ -1,0 +1,95 @@
+"""The export and benchmark commands: export, bench."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmneo.cli import (
+    OptionalConfigOption,
+    SetOption,
+    app,
+    fail,
+    load,
+    user_errors,
+)
+
+DevDataOption = Annotated[Path | None, typer.Option("--data", help="Labelled dev file (default: SST-2 dev.tsv).")]
+MaxExamplesOption = Annotated[int | None, typer.Option(min=1, help="Use only the first N dev texts.")]
+
+
+@app.command()
+def export(
+    path: Annotated[Path | None, typer.Argument(
+        help="A run folder (its student is exported) or a model folder (default with --config: its run folder).")] = None,
+    config: OptionalConfigOption = None,
+    set_: SetOption = None,
+    format_: Annotated[str | None, typer.Option("--format", help="Export format (onnx; config export.format).")] = None,
+    quantize: Annotated[str | None, typer.Option(
+        help="none or int8, dynamic per channel (config export.quantize, default none).")] = None,
+    min_agreement: Annotated[float | None, typer.Option(
+        help="Least label agreement with PyTorch on dev to keep the export "
+        "(config export.min_agreement_fp32 / _int8, default 1.0 / 0.99).")] = None,
+    data: DevDataOption = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default PATH/export/onnx-fp32|onnx-int8).")] = None,
+    max_examples: MaxExamplesOption = None,
+    opset: Annotated[int | None, typer.Option(min=11, help="ONNX opset (config export.opset, default 17).")] = None,
+) -> None:
+    """Export the student to ONNX (LoRA merged), optionally int8, checked against PyTorch on dev.
+
+    With --config, the config's `export` section gives the defaults and its run folder the PATH;
+    options given on the command line win.
+    """
+    from llmneo.config import ExportConfig
+    from llmneo.inference.export import ExportRefused, export_model
+
+    cfg = load(config, set_) if config else None
+    settings = cfg.export if cfg else ExportConfig()
+    if format_ is not None and format_ != "onnx":
+        fail(f"--format {format_}: only onnx is supported")
+    if path is None:
+        if cfg is None:
+            fail("export needs PATH or --config")
+        path = cfg.run_dir
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with user_errors():
+        try:
+            report = export_model(path, quantize=quantize, out_dir=out, data_path=data, min_agreement=min_agreement,
+                                  max_examples=max_examples, opset=opset, settings=settings)
+        except ExportRefused as refused:
+            fail(str(refused))
+    typer.echo(f"exported to {report.folder}")
+
+
+@app.command()
+def bench(
+    run_dir: Annotated[Path | None, typer.Argument(help="Run folder (outputs/<name>); or give --config.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML naming the run.")] = None,
+    set_: SetOption = None,
+    data: DevDataOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for bench.md/png/json (default: the run folder).")] = None,
+    max_examples: MaxExamplesOption = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads at batch 32 (default: all cores).")] = None,
+    latency_threads: Annotated[int, typer.Option(min=1, help="Threads at batch 1.")] = 1,
+    tracking: Annotated[bool | None, typer.Option("--tracking/--no-tracking",
+                                                  help="Log to MLflow (default: the config's setting).")] = None,
+) -> None:
+    """Teacher vs student (torch, ONNX fp32, ONNX int8): accuracy, size, memory, latency, throughput, FLOP/s."""
+    from llmneo.bench.run import bench as run_bench
+    from llmneo.bench.run import resolve_inputs
+    from llmneo.config import TrackingConfig
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cfg = load(config, set_) if config else None
+    with user_errors():
+        folder, dev, cfg = resolve_inputs(run_dir, cfg)
+        track = cfg.tracking if cfg else TrackingConfig()
+        if tracking is not None:
+            track = track.model_copy(update={"enabled": tracking})
+        run_bench(folder, data or dev, out_dir=out, max_examples=max_examples, num_threads=threads,
+                  latency_threads=latency_threads, tracking=track, run_name=cfg.name if cfg else folder.name,
+                  export_settings=cfg.export if cfg else None)
+    typer.echo((Path(out or folder) / "bench.md").read_text())
