@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ from conftest import write_tiny_config
 from llmneo.cli import app
 from llmneo.config import load_config
 from llmneo.inference import Predictor
+from llmneo.training import teacher as teacher_module
 from llmneo.training.pipeline import run_cache_stage, run_distill_stage, run_teacher_stage, student_splits
 from llmneo.training.teacher import cache_for, teacher_logits
 
@@ -64,26 +63,22 @@ def test_evaluate_json_and_predict_on_the_saved_student(tiny_run, sst2_dir):
 
 
 @pytest.mark.slow
-def test_second_distill_reuses_the_cache_without_loading_the_teacher(tracked_run, tiny_bert_source, tmp_path):
-    """`llmneo distill` again on the run's data: the teacher is made unloadable (its tokenizer removed,
-    which leaves its weights, hence the cache key, unchanged) and the distill still succeeds."""
+def test_second_distill_reuses_the_cache_without_loading_the_teacher(tracked_run, tiny_bert_source, tmp_path,
+                                                                    monkeypatch):
+    """`distill` again after the pipeline's own: with the teacher made unloadable, it still trains the
+    student, from the logits the pipeline cached."""
     copy = tmp_path / "outputs" / tracked_run.config.name
-    shutil.copytree(tracked_run.run_dir, copy)
-    for path in (copy / "teacher").iterdir():
-        if path.name.startswith(("tokenizer", "vocab", "special_tokens")):
-            path.unlink()
-    with pytest.raises(Exception):  # noqa: B017 (any loading error: the point is that it cannot load)
-        Predictor.load(copy / "teacher")
-    result = subprocess.run(
-        [sys.executable, "-m", "llmneo.cli", "distill", "--config", str(tracked_run.config_path),
-         "--set", f"output_dir={tmp_path / 'outputs'}", "--set", f"student.name_or_path={tiny_bert_source}",
-         "--set", "tracking.enabled=false"],
-        capture_output=True, text=True, check=False, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "[cache] reusing teacher logits" in result.stdout
-    assert (copy / "student" / "llmneo_model.json").is_file()
-    metrics = json.loads((copy / "metrics.json").read_text())
-    assert metrics["teacher"] == json.loads((tracked_run.run_dir / "metrics.json").read_text())["teacher"]
+    shutil.copytree(tracked_run.run_dir, copy)  # same teacher weights, so the same cache key
+    config = load_config(tracked_run.config_path, [f"output_dir={tmp_path / 'outputs'}", "tracking.enabled=false",
+                                                   f"student.name_or_path={tiny_bert_source}"])
+
+    def unloadable(*_args, **_kwargs):
+        raise AssertionError("the teacher was loaded although its logits are cached")
+    monkeypatch.setattr(teacher_module, "load_live_teacher", unloadable)
+    outcome = run_distill_stage(config)
+    assert outcome.final["n"] == 32 and (copy / "student" / "llmneo_model.json").is_file()
+    first = json.loads((tracked_run.run_dir / "metrics.json").read_text())
+    assert json.loads((copy / "metrics.json").read_text())["teacher"] == first["teacher"]  # the cached figures
 
 
 def test_cache_resumes_after_interruption_and_rebuilds_when_corrupt(tmp_path, tiny_bert_source, sst2_dir):
