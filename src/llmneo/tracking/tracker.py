@@ -224,6 +224,8 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 def _start_system_metrics(config: Config, run_id: str, uri: str):
     if not config.tracking.log_system_metrics:
         return None
+    # MLflow's own monitor class, not the public `start_run(log_system_metrics=True)`: the public route
+    # takes its sampling interval from a process-wide setting, and ours is per config.
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     monitor = SystemMetricsMonitor(

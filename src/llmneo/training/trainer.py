@@ -68,12 +68,18 @@ class DistillationTrainer(Trainer):
 
     def _get_eval_sampler(self, eval_dataset):
         """Dev in its own order: Trainer length-groups evaluation too when training is length-grouped,
-        which would misalign predictions with the dev labels and the teacher's dev logits."""
+        which would misalign predictions with the dev labels and the teacher's dev logits.
+
+        A private Trainer hook: TrainingArguments has no public switch that length-groups training
+        batches but not evaluation ones."""
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Checkpoints of a verbalizer (a plain module around an LM with tied embeddings) keep one copy of
-        each shared tensor: safetensors refuses aliases, and loading (non-strict) re-ties them."""
+        each shared tensor: safetensors refuses aliases, and loading (non-strict) re-ties them.
+
+        A private Trainer hook: the public `save_model` has no way to hand it the de-aliased state dict
+        for a module that is not a PreTrainedModel."""
         if state_dict is None and isinstance(self.model, VerbalizerClassifier):
             state_dict = _without_aliases(self.model.state_dict())
         super()._save(output_dir, state_dict)
