@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "DIVERGENCES",
+    "IGNORE_LABEL",
     "LossParts",
     "distillation_loss",
     "js_divergence",
@@ -22,12 +23,14 @@ __all__ = [
     "reverse_kl_divergence",
 ]
 
+IGNORE_LABEL = -100  # a row without a gold label (a transfer-set row): KD only, as in transformers' ignore_index
+
 
 def kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Forward KL(teacher || student), mean over the batch. Logits: (B, C), already divided by T."""
+    """Forward KL(teacher || student) per row. Logits: (B, C), already divided by T; returns (B,)."""
     student_log_probs = F.log_softmax(student_logits, dim=-1)  # (B, C)
     teacher_log_probs = F.log_softmax(teacher_logits, dim=-1)  # (B, C)
-    return F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
+    return F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="none").sum(-1)
 
 
 def reverse_kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -36,12 +39,12 @@ def reverse_kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Te
 
 
 def js_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Jensen-Shannon: symmetric and bounded by log 2, gentler when teacher and student disagree."""
+    """Jensen-Shannon per row: symmetric and bounded by log 2, gentler when teacher and student disagree."""
     student_probs = F.softmax(student_logits, dim=-1)
     teacher_probs = F.softmax(teacher_logits, dim=-1)
     log_mixture = torch.log((student_probs + teacher_probs) / 2).clamp_min(-1e4)  # (B, C)
-    to_student = F.kl_div(log_mixture, student_probs, reduction="batchmean")  # KL(student || mixture)
-    to_teacher = F.kl_div(log_mixture, teacher_probs, reduction="batchmean")
+    to_student = F.kl_div(log_mixture, student_probs, reduction="none").sum(-1)  # (B,) KL(student || mixture)
+    to_teacher = F.kl_div(log_mixture, teacher_probs, reduction="none").sum(-1)
     return (to_student + to_teacher) / 2
 
 
@@ -55,13 +58,14 @@ DIVERGENCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 @dataclass
 class LossParts:
     total: torch.Tensor
-    kd: torch.Tensor
-    ce: torch.Tensor
+    kd: torch.Tensor  # mean over all rows
+    ce: torch.Tensor  # mean over the gold rows (0 when the batch has none)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                       temperature: float = 2.0, alpha: float = 0.5, kind: str = "kl") -> LossParts:
-    """alpha * T^2 * D(teacher/T, student/T) + (1 - alpha) * CE(student, labels).
+    """Per row, averaged over the batch: a gold row gives alpha * T^2 * D + (1 - alpha) * CE, a row
+    labelled IGNORE_LABEL (transfer set, no gold label) gives T^2 * D alone.
 
     Shapes: logits (B, C), labels (B,). Computed in fp32 so bf16 students do not lose the small
     differences between softened distributions.
@@ -69,6 +73,10 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     if kind not in DIVERGENCES:
         raise ValueError(f"loss.kind {kind!r}: expected one of {sorted(DIVERGENCES)}")
     student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
-    kd = DIVERGENCES[kind](student_logits / temperature, teacher_logits / temperature) * temperature**2
-    ce = F.cross_entropy(student_logits, labels)
-    return LossParts(alpha * kd + (1 - alpha) * ce, kd, ce)
+    kd_rows = DIVERGENCES[kind](student_logits / temperature, teacher_logits / temperature) * temperature**2  # (B,)
+    gold = labels != IGNORE_LABEL  # (B,)
+    ce_rows = F.cross_entropy(student_logits, labels.clamp_min(0), reduction="none") * gold  # (B,) 0 off gold
+    per_row = torch.where(gold, alpha * kd_rows + (1 - alpha) * ce_rows, kd_rows)
+    ce = ce_rows.sum() / gold.sum().clamp_min(1)
+    return LossParts(per_row.mean(), kd_rows.mean(), ce)
+
