@@ -41,7 +41,7 @@ _MODEL_FIELDS = {  # the same for teacher and student (ModelConfig), read where 
     **{f"train.{name}": "llmneo.training.trainer" for name in (
         "epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate",
         "weight_decay", "warmup_ratio", "lr_scheduler", "eval_steps", "logging_steps", "save_steps",
-        "save_total_limit", "seed", "num_threads", "mixed_precision")},
+        "save_total_limit", "seed", "num_threads", "mixed_precision", "keep_best", "time_limit_minutes")},
 }
 
 READERS: dict[str, str] = {
@@ -61,6 +61,15 @@ READERS: dict[str, str] = {
     "cache.dir": "llmneo.training.teacher",
     "cache.batch_size": "llmneo.training.teacher",
     "cache.shard_size": "llmneo.training.teacher",
+    "cache.backend": "llmneo.training.teacher",
+    "cache.mixed_precision": "llmneo.training.teacher",
+    "cache.quantize": "llmneo.training.teacher",
+    "augment.enabled": "llmneo.training.transfer",
+    "augment.file": "llmneo.training.transfer",
+    **{f"augment.{name}": "llmneo.training.transfer" for name in (
+        "methods", "n_per_example", "max_rows", "p_mask", "p_replace", "replace_source", "neighbours", "ngram_min",
+        "ngram_max", "seed")},
+    "augment.teacher_labels": "llmneo.training.pipeline",
     "tracking.enabled": "llmneo.tracking.tracker",
     "tracking.tracking_uri": "llmneo.tracking.tracker",
     "tracking.experiment": "llmneo.tracking.tracker",

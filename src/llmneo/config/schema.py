@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AugmentConfig",
     "CacheConfig",
     "Config",
     "ConfigError",
@@ -118,6 +119,21 @@ class TrainSettings(_Strict):
         "no", description="Autocast with fp32 master weights. bf16 also runs on CPUs with AVX512-BF16/AMX "
         "(about 1.6x faster training on the Zen 4 cores here); fp16 needs CUDA."
     )
+    keep_best: bool = Field(
+        False, description="Keep the checkpoint with the best dev accuracy (evaluated every eval_steps) rather "
+        "than the last; save_steps must be a multiple of eval_steps."
+    )
+    time_limit_minutes: float | None = Field(
+        None, gt=0, description="Stop training after this many minutes of wall time (then evaluate and save): "
+        "arms of an ablation compared under the same wall-clock cap."
+    )
+
+    @model_validator(mode="after")
+    def _best_needs_aligned_saves(self) -> TrainSettings:
+        if self.keep_best and self.save_steps % self.eval_steps:
+            raise ValueError(f"keep_best needs save_steps ({self.save_steps}) to be a multiple of eval_steps "
+                             f"({self.eval_steps})")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -179,6 +195,50 @@ class CacheConfig(_Strict):
     dir: str = Field("outputs/cache", description="Where teacher logits are stored.")
     batch_size: int = Field(64, gt=0, description="Teacher batch size while caching.")
     shard_size: int = Field(2048, gt=0, description="Rows per shard; an interrupted cache resumes by shard.")
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch: the teacher in PyTorch; onnx: the tuned teacher exported by `llmneo export` "
+        "and run by onnxruntime (needs teacher.finetune: true)."
+    )
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no", description="bf16 autocast for the torch backend (fp32 weights)."
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="int8 for the onnx backend, used only if its label agreement with PyTorch on dev is "
+        "at least 0.995 (else the run stops with the figure)."
+    )
+
+
+class AugmentConfig(_Strict):
+    enabled: bool = Field(False, description="Train the student on a transfer set too (teacher labels only).")
+    file: str | None = Field(
+        None, description="An unlabelled file (JSONL, TSV, CSV with a `sentence` column, or plain text) used as "
+        "the transfer set instead of generated variants."
+    )
+    methods: list[Literal["mask", "replace", "ngram"]] = Field(
+        ["mask", "replace", "ngram"], description="How variants are made, taken in turn per training text."
+    )
+    n_per_example: int = Field(2, gt=0, description="Variants generated per training text.")
+    max_rows: int = Field(200_000, gt=0, description="Cap on the transfer set (a larger one is cut, reported).")
+    p_mask: float = Field(0.15, gt=0, le=1, description="Per-word probability of the mask token (mask).")
+    p_replace: float = Field(0.15, gt=0, le=1, description="Per-word probability of a substitute word (replace).")
+    replace_source: Literal["embedding", "frequency"] = Field(
+        "embedding", description="embedding: a nearest neighbour in the teacher's input-embedding table; "
+        "frequency: a word drawn by its frequency in the training texts."
+    )
+    neighbours: int = Field(10, gt=0, description="Nearest neighbours to draw from (replace_source: embedding).")
+    ngram_min: int = Field(2, gt=0, description="Shortest n-gram (ngram), in words.")
+    ngram_max: int = Field(6, gt=0, description="Longest n-gram (ngram), in words.")
+    teacher_labels: Literal["soft", "hard"] = Field(
+        "soft", description="soft: transfer rows get the KD term alone; hard: the teacher's argmax becomes "
+        "their label (CE on it; the ablation's 'teacher hard labels' arm)."
+    )
+    seed: int = Field(42, description="Seed of the variants.")
+
+    @model_validator(mode="after")
+    def _ngram_range(self) -> AugmentConfig:
+        if self.ngram_min > self.ngram_max:
+            raise ValueError(f"ngram_min ({self.ngram_min}) exceeds ngram_max ({self.ngram_max})")
+        return self
 
 
 class TrackingConfig(_Strict):
@@ -229,6 +289,7 @@ class Config(_Strict):
     student: StudentConfig
     loss: LossConfig = Field(default_factory=LossConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
