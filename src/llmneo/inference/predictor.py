@@ -29,7 +29,8 @@ class Backend(Protocol):
         ...
 
 
-def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str, num_threads: int | None) -> Backend:
+def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str, num_threads: int | None,
+                  mixed_precision: str = "no") -> Backend:
     stored = meta.get("backend", "torch")
     wanted = stored if backend == "auto" else backend
     if wanted != stored:
@@ -40,7 +41,8 @@ def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str,
         return OnnxBackend(folder, meta, num_threads=num_threads)
     from llmneo.inference.torch_backend import TorchBackend
 
-    return TorchBackend.from_folder(folder, meta, device=device, num_threads=num_threads)
+    return TorchBackend.from_folder(folder, meta, device=device, num_threads=num_threads,
+                                    mixed_precision=mixed_precision)
 
 
 class Predictor:
@@ -56,19 +58,21 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "auto",
-             num_threads: int | None = None) -> Predictor:
+             num_threads: int | None = None, mixed_precision: str = "no") -> Predictor:
+        """`mixed_precision: bf16` autocasts a torch backend (fp32 weights), as training does."""
         folder = resolve_model_dir(path)
         meta = read_model_meta(folder)
         tokenizer = load_tokenizer(folder)
-        return cls(folder, meta, _load_backend(folder, meta, backend, device, num_threads), tokenizer)
+        return cls(folder, meta, _load_backend(folder, meta, backend, device, num_threads, mixed_precision),
+                   tokenizer)
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, meta: dict[str, Any]) -> Predictor:
+    def from_model(cls, model: Any, tokenizer: Any, meta: dict[str, Any], mixed_precision: str = "no") -> Predictor:
         """Wrap a model already in memory (a live teacher that is never saved as a model folder)."""
         from llmneo.inference.torch_backend import TorchBackend
 
         device = next(model.parameters()).device
-        return cls(Path(meta.get("base_model", ".")), meta, TorchBackend(model, device), tokenizer)
+        return cls(Path(meta.get("base_model", ".")), meta, TorchBackend(model, device, mixed_precision), tokenizer)
 
     @property
     def backend_name(self) -> str:

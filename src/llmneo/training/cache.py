@@ -24,7 +24,7 @@ from llmneo.modelfolder import META_FILE
 
 __all__ = ["CacheCorrupt", "CacheKey", "CachedLogits", "LogitCache", "model_identity"]
 
-SPLITS = ("train", "dev")
+SPLITS = ("train", "dev")  # always cached; a transfer set adds "transfer"
 _HEAD_TAIL_BYTES = 4 << 20
 
 
@@ -68,16 +68,30 @@ class CacheKey:
     template: str
     max_length: int
     labels: tuple[str, ...]
+    transfer_fingerprint: str = ""  # set for the cache of a transfer set, which holds that split alone
+
+    def splits(self) -> tuple[str, ...]:
+        """A gold cache holds train and dev; a transfer-set cache holds only the transfer split, so the
+        gold logits are shared by every run on the same data with or without a transfer set."""
+        return ("transfer",) if self.transfer_fingerprint else SPLITS
+
+    def as_dict(self) -> dict:
+        """The key as stored in meta.json; a gold-only key keeps the digest it had before transfer sets."""
+        fields = asdict(self) | {"labels": list(self.labels)}
+        if not self.transfer_fingerprint:
+            fields.pop("transfer_fingerprint")
+        return fields
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
 class CachedLogits:
-    train: np.ndarray  # (N_train, C) teacher logits, in the order of the training texts
-    dev: np.ndarray  # (N_dev, C)
+    train: np.ndarray | None  # (N_train, C) teacher logits, in the order of the training texts
+    dev: np.ndarray | None  # (N_dev, C)
     meta: dict
+    transfer: np.ndarray | None = None  # (N_transfer, C) for the unlabelled transfer set, when there is one
 
     @property
     def teacher_dev_metrics(self) -> dict:
@@ -104,15 +118,15 @@ class LogitCache:
             meta = json.loads(self.meta_path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise CacheCorrupt(f"{self.meta_path}: unreadable ({error})") from None
-        if meta.get("key") != asdict(self.key) | {"labels": list(self.key.labels)}:
+        if meta.get("key") != self.key.as_dict():
             raise CacheCorrupt(f"{self.folder}: key in meta.json does not match the requested key")
         arrays = {}
-        for split in SPLITS:
+        for split in self.key.splits():
             path = self.folder / f"{split}.safetensors"
             if not path.is_file() or sha256_file(path) != meta["checksums"].get(split):
                 raise CacheCorrupt(f"{path}: checksum mismatch or missing file")
             arrays[split] = load_file(path)["logits"]
-        return CachedLogits(arrays["train"], arrays["dev"], meta)
+        return CachedLogits(arrays.get("train"), arrays.get("dev"), meta, arrays.get("transfer"))
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -130,7 +144,7 @@ class LogitCache:
         interrupted run.
         """
         written = []
-        for split in SPLITS:
+        for split in self.key.splits():
             split_texts = texts[split]
             count = (len(split_texts) + shard_size - 1) // shard_size
             for index in range(count):
@@ -147,7 +161,7 @@ class LogitCache:
         return written
 
     def missing_shards(self, sizes: dict[str, int], shard_size: int) -> list[Path]:
-        return [self.shard_path(split, index) for split in SPLITS
+        return [self.shard_path(split, index) for split in self.key.splits()
                 for index in range((sizes[split] + shard_size - 1) // shard_size)
                 if not self.shard_path(split, index).is_file()]
 
@@ -157,7 +171,7 @@ class LogitCache:
         if missing:
             raise CacheCorrupt(f"{self.folder}: cannot merge, {len(missing)} shards missing (first: {missing[0]})")
         checksums = {}
-        for split in SPLITS:
+        for split in self.key.splits():
             count = (sizes[split] + shard_size - 1) // shard_size
             logits = np.concatenate([load_file(self.shard_path(split, i))["logits"] for i in range(count)])
             if len(logits) != sizes[split]:
@@ -166,7 +180,7 @@ class LogitCache:
             with atomic_path(target) as temp:
                 save_file({"logits": logits}, str(temp))
             checksums[split] = sha256_file(target)
-        meta = {"key": asdict(self.key) | {"labels": list(self.key.labels)}, "digest": self.key.digest(),
+        meta = {"key": self.key.as_dict(), "digest": self.key.digest(),
                 "sizes": sizes, "checksums": checksums, **extra_meta}
         write_text_atomic(self.meta_path, json.dumps(meta, indent=2))
         shutil.rmtree(self.folder / "shards", ignore_errors=True)

@@ -19,8 +19,10 @@ from transformers import set_seed
 
 from llmneo.atomic import atomic_path, write_text_atomic
 from llmneo.config import Config, StudentConfig, save_config
-from llmneo.data import DataSplits, describe_bad_rows, load_splits
+from llmneo.data import DataSplits, LabeledTexts, describe_bad_rows, load_splits
+from llmneo.data.augment import TransferSet
 from llmneo.inference import Predictor
+from llmneo.maths.losses import IGNORE_LABEL
 from llmneo.maths.metrics import classification_metrics, softmax
 from llmneo.maths.params import total_parameters
 from llmneo.tracking import tracker as tracking
@@ -30,14 +32,17 @@ from llmneo.training.distributed import is_main_process
 from llmneo.training.models import build_model
 from llmneo.training.teacher import load_live_teacher, prepare_teacher, teacher_folder, teacher_logits
 from llmneo.training.trainer import TrainOutcome, fine_tune
+from llmneo.training.transfer import load_transfer_set
 
 __all__ = [
+    "run_augment_stage",
     "run_cache_stage",
     "run_distill_stage",
     "run_evaluate_stage",
     "run_pipeline",
     "run_teacher_stage",
     "student_splits",
+    "training_rows",
     "write_json",
 ]
 
@@ -101,12 +106,22 @@ def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | No
     return outcome
 
 
+def run_augment_stage(config: Config) -> TransferSet | None:
+    """Build the transfer set (`augment.enabled`), or reuse the one in the run folder."""
+    _start(config)
+    if not config.augment.enabled:
+        print("[augment] augment.enabled is false: the student trains on the gold set alone")
+        return None
+    return load_transfer_set(config, student_splits(config).train)
+
+
 def run_cache_stage(config: Config) -> CachedLogits:
     _start(config)
     splits = student_splits(config)
+    transfer = load_transfer_set(config, splits.train)
     with _stage_run(config, "cache") as tracker:
         started = time.perf_counter()
-        cached = teacher_logits(config, splits)
+        cached = teacher_logits(config, splits, transfer=transfer)
         tracker.log_metrics({f"teacher_{k}": v for k, v in cached.teacher_dev_metrics.items()})
         tracker.log_metrics({"cache_seconds": time.perf_counter() - started})
         log_stage_outputs(tracker, config.run_dir)
@@ -126,18 +141,21 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
     """Train the student from cached teacher logits (the teacher is loaded only if the cache is missing)."""
     _start(config)
     splits = student_splits(config)
-    cached = teacher_logits(config, splits)
+    transfer = load_transfer_set(config, splits.train)
+    cached = teacher_logits(config, splits, transfer=transfer)
+    train_texts, train_labels, train_logits = training_rows(config, splits, transfer, cached)
     set_seed(config.student.train.seed)  # the new head and LoRA weights start the same in every run
     loaded = build_model(student_model_config(config), config.data.labels)
     meta = {"role": "student", "labels": config.data.labels, "base_model": config.student.name_or_path,
             "teacher_base_model": config.teacher.name_or_path, "run_name": config.name,
             "loss": config.loss.model_dump(),
-            "data": {"train": len(splits.train), "dev": len(splits.dev),
+            "data": {"train": len(splits.train), "dev": len(splits.dev), "transfer": len(transfer or []),
                      "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
     with _stage_run(config, "student", resume) as tracker:
         meta["mlflow_run_id"] = tracker.run_id  # lets a served model name its source run
-        outcome = fine_tune(loaded, config.student, splits, config.run_dir / "student", meta, loss_config=config.loss,
-                            train_teacher_logits=cached.train, dev_teacher_logits=cached.dev,
+        training = DataSplits(LabeledTexts(train_texts, train_labels, "gold+transfer"), splits.dev)
+        outcome = fine_tune(loaded, config.student, training, config.run_dir / "student", meta,
+                            loss_config=config.loss, train_teacher_logits=train_logits, dev_teacher_logits=cached.dev,
                             callbacks=tracker.trainer_callbacks(), resume=resume)
         if not is_main_process():
             return outcome
@@ -153,6 +171,21 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
               f"(teacher {cached.teacher_dev_metrics.get('accuracy', float('nan')):.4f}), saved to {outcome.model_dir}")
         log_stage_outputs(tracker, config.run_dir)
     return outcome
+
+
+def training_rows(config: Config, splits: DataSplits, transfer: TransferSet | None,
+                   cached: CachedLogits) -> tuple[list[str], list[int], np.ndarray]:
+    """Gold rows, then transfer rows: unlabelled (KD alone) or with the teacher's argmax as label."""
+    if transfer is None:
+        return splits.train.texts, splits.train.labels, cached.train
+    if config.augment.teacher_labels == "hard":
+        transfer_labels = cached.transfer.argmax(axis=1).tolist()
+    else:
+        transfer_labels = [IGNORE_LABEL] * len(transfer)
+    print(f"[student] {len(splits.train):,} gold rows + {len(transfer):,} transfer rows "
+          f"({config.augment.teacher_labels} teacher labels)")
+    return (splits.train.texts + transfer.texts, splits.train.labels + transfer_labels,
+            np.concatenate([cached.train, cached.transfer]))
 
 
 def _timed_evaluation(predictor: Predictor, texts: list[str], labels: list[int], batch_size: int = 32) -> dict:
@@ -202,12 +235,34 @@ def _print_summary(config: Config, summary: dict[str, dict]) -> None:
     Console().print(f"student is {summary['speedup']:.1f}x faster per example; outputs in {config.run_dir}")
 
 
+def run_compare(config: Config, arms: dict[str, list[str]], minutes: float, resume: bool = False) -> list:
+    """The ablation after the teacher, transfer set and cache stages; writes ablation.{md,json,png}."""
+    from llmneo.reporting.plots import ablation_figure, png_bytes
+    from llmneo.training.ablation import ablation_curves, ablation_table, run_ablation
+
+    run_teacher_stage(config, resume=True)
+    run_augment_stage(config)
+    run_cache_stage(config)
+    with _stage_run(config, "ablation") as tracker:
+        results = run_ablation(config, arms, minutes, resume)
+        table = ablation_table(results)
+        write_text_atomic(config.run_dir / "ablation.md", table)
+        write_json(config.run_dir / "ablation.json", [r.__dict__ for r in results])
+        (config.run_dir / "ablation.png").write_bytes(png_bytes(ablation_figure(ablation_curves(results))))
+        for r in results:
+            tracker.log_metrics({f"{r.arm}_{k}": r.metrics[k] for k in ("accuracy", "f1", "roc_auc")})
+        log_stage_outputs(tracker, config.run_dir)
+    print(table)
+    return results
+
+
 def run_pipeline(config: Config, resume: bool = False) -> dict[str, dict] | None:
     """All four stages under one parent run; under a distributed launch rank 0 alone evaluates and logs."""
     started = time.perf_counter()
     parent = tracking.pipeline_run(config, resume) if is_main_process() else nullcontext(tracking.NullTracker())
     with parent as tracker:
         run_teacher_stage(config, resume)
+        run_augment_stage(config)
         run_cache_stage(config)
         run_distill_stage(config, resume)
         if not is_main_process():

@@ -6,6 +6,7 @@ ever sees arrays. A live teacher runs in eval mode under `inference_mode` (insid
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from transformers import set_seed
 
 from llmneo.config import Config
 from llmneo.data import DataSplits, load_splits
+from llmneo.data.augment import TransferSet
 from llmneo.inference import Predictor
 from llmneo.maths.metrics import classification_metrics, softmax
 from llmneo.modelfolder import has_model_folder
@@ -27,6 +29,7 @@ __all__ = [
     "prepare_teacher",
     "teacher_folder",
     "teacher_logits",
+    "teacher_recipe",
     "teacher_source",
 ]
 
@@ -50,33 +53,82 @@ def prepare_teacher(config: Config, callbacks=None, resume: bool = False) -> Tra
     if not config.teacher.finetune:
         print(f"[teacher] {config.teacher.name_or_path} is used as is (teacher.finetune: false)")
         return None
+    recipe = teacher_recipe(config)
+    meta_path = teacher_folder(config) / "llmneo_model.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()).get("recipe") == recipe:
+        print(f"[teacher] reusing the tuned teacher in {teacher_folder(config)} (same teacher and data config)")
+        return None
     splits = load_splits(config.data, config.teacher.train.max_train_samples)
     set_seed(config.teacher.train.seed)  # the new head starts the same in every run
     loaded = build_model(config.teacher, config.data.labels)
     meta = {"role": "teacher", "labels": config.data.labels, "base_model": config.teacher.name_or_path,
-            "run_name": config.name, "data": {"train": len(splits.train), "dev": len(splits.dev),
+            "run_name": config.name, "recipe": recipe, "data": {"train": len(splits.train), "dev": len(splits.dev),
                                               "train_fingerprint": splits.train.fingerprint(),
                                               "dev_fingerprint": splits.dev.fingerprint()}}
     return fine_tune(loaded, config.teacher, splits, teacher_folder(config), meta, callbacks=callbacks,
                      resume=resume)
 
 
-def load_live_teacher(config: Config) -> Predictor:
+def teacher_recipe(config: Config) -> dict:
+    """What a tuned teacher depends on: a teacher folder made from the same recipe is reused, not retrained."""
+    unread = {"skip_bad_rows"} | ({"max_train_samples"} if config.teacher.train.max_train_samples else set())
+    data = config.data.model_dump(mode="json", exclude=unread)
+    return {"teacher": config.teacher.model_dump(mode="json"), "data": data}
+
+
+def load_live_teacher(config: Config, for_cache: bool = False) -> Predictor:
+    """The teacher as a Predictor; for caching, through the backend `cache.backend` names."""
+    if for_cache and config.cache.backend == "onnx":
+        return _onnx_teacher(config)
+    precision = config.cache.mixed_precision if for_cache else "no"
     if config.teacher.finetune:
-        return Predictor.load(teacher_folder(config), device=config.teacher.device)
+        return Predictor.load(teacher_folder(config), device=config.teacher.device, mixed_precision=precision)
     loaded = build_model(config.teacher, config.data.labels)
     loaded.model.eval()
     meta = {"labels": config.data.labels, "kind": loaded.kind, "template": config.teacher.template,
             "max_length": config.teacher.max_length, "base_model": config.teacher.name_or_path}
-    return Predictor.from_model(loaded.model, loaded.tokenizer, meta)
+    return Predictor.from_model(loaded.model, loaded.tokenizer, meta, mixed_precision=precision)
 
 
-def cache_for(config: Config, splits: DataSplits) -> LogitCache:
+INT8_TEACHER_MIN_AGREEMENT = 0.995  # an int8 teacher must label dev as its PyTorch self does, nearly always
+
+
+def _onnx_teacher(config: Config) -> Predictor:
+    """The tuned teacher exported to ONNX once (kept in the run folder), for fast length-sorted caching."""
+    from llmneo.inference.export import ExportRefused, default_export_dir, export_model
+
+    if not config.teacher.finetune:
+        raise ValueError("cache.backend: onnx exports the tuned teacher folder; it needs teacher.finetune: true")
+    folder = teacher_folder(config)
+    quantize = config.cache.quantize
+    target = default_export_dir(folder, quantize)
+    source_id = model_identity(str(folder))
+    stamp = target / "source_identity.txt"
+    if not (stamp.is_file() and stamp.read_text() == source_id):
+        threshold = INT8_TEACHER_MIN_AGREEMENT if quantize == "int8" else None
+        try:
+            export_model(folder, quantize=quantize, out_dir=target, min_agreement=threshold,
+                         data_path=_dev_path(config))
+        except ExportRefused as refused:
+            raise ValueError(f"cache.quantize: {quantize} teacher refused: {refused}") from None
+        stamp.write_text(source_id)
+    print(f"[cache] teacher through onnxruntime ({quantize if quantize != 'none' else 'fp32'}): {target}")
+    return Predictor.load(target, backend="onnx")
+
+
+def _dev_path(config: Config) -> Path | None:
+    if config.data.source == "glue_dir":
+        return Path(config.data.glue_dir) / "dev.tsv"
+    return Path(config.data.eval_file) if config.data.eval_file else None
+
+
+def cache_for(config: Config, splits: DataSplits, transfer: TransferSet | None = None) -> LogitCache:
     source, gguf_file = teacher_source(config)
     key = CacheKey(teacher_id=model_identity(source, gguf_file), train_fingerprint=splits.train.fingerprint(),
                    dev_fingerprint=splits.dev.fingerprint(), kind=config.teacher.kind,
                    template=config.teacher.template if config.teacher.kind == "verbalizer" else "",
-                   max_length=config.teacher.max_length, labels=tuple(config.data.labels))
+                   max_length=config.teacher.max_length, labels=tuple(config.data.labels),
+                   transfer_fingerprint=transfer.fingerprint() if transfer is not None else "")
     return LogitCache(config.cache.dir, key)
 
 
@@ -91,36 +143,65 @@ def _load_verified(cache: LogitCache) -> CachedLogits | None:
         return None
 
 
-def teacher_logits(config: Config, splits: DataSplits, on_shard=None) -> CachedLogits:
-    """Cached teacher logits for `splits`, computing (only) what is missing with a live teacher."""
-    cache = cache_for(config, splits)  # the key hashes the teacher's weight files: compute it once
+class _LazyTeacher:
+    """The live teacher, loaded on first use: a run whose logits are all cached never loads it."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.predictor: Predictor | None = None
+
+    def __call__(self, chunk, label: str) -> np.ndarray:
+        if self.predictor is None:
+            self.predictor = load_live_teacher(self.config, for_cache=True)
+        return self.predictor.predict_logits(chunk, self.config.cache.batch_size, progress=label)
+
+
+def teacher_logits(config: Config, splits: DataSplits, on_shard=None, transfer: TransferSet | None = None) -> CachedLogits:
+    """Cached teacher logits for train and dev (and a transfer set), computing only what is missing.
+
+    Gold and transfer logits live in two caches, so runs with and without a transfer set (the
+    ablation's arms) share the gold one.
+    """
+    teacher = _LazyTeacher(config)
+    gold = _cached(config, cache_for(config, splits), {"train": splits.train.texts, "dev": splits.dev.texts},
+                   teacher, on_shard, dev_labels=splits.dev.labels)
+    if transfer is not None:
+        extra = _cached(config, cache_for(config, splits, transfer), {"transfer": transfer.texts}, teacher, on_shard)
+        gold.transfer = extra.transfer
+    return gold
+
+
+def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teacher: _LazyTeacher, on_shard,
+            dev_labels: list[int] | None = None) -> CachedLogits:
     cached = _load_verified(cache)
     if cached is not None:
-        print(f"[cache] reusing teacher logits from {cache.folder}")
+        print(f"[cache] reusing teacher logits ({', '.join(texts)}) from {cache.folder}")
         return cached
     rank, world_size = rank_and_world()
-    texts = {"train": splits.train.texts, "dev": splits.dev.texts}
     sizes = {split: len(values) for split, values in texts.items()}
     if cache.missing_shards(sizes, config.cache.shard_size):
-        predictor = load_live_teacher(config)
-        compute = lambda chunk, label: predictor.predict_logits(chunk, config.cache.batch_size, progress=label)
-        cache.build(compute, texts, config.cache.shard_size, rank, world_size, on_shard)
+        cache.build(teacher, texts, config.cache.shard_size, rank, world_size, on_shard)
     barrier()  # a no-op in a single process
     if rank == 0:
-        dev = _merge_with_metrics(cache, splits, sizes, config)
+        extra = _merge_with_metrics(cache, dev_labels, sizes, config)
     barrier()
     loaded = cache.load()
     if rank == 0:
-        print(f"[cache] teacher dev accuracy {dev['accuracy']:.4f}, stored in {cache.folder}")
+        summary = f"teacher dev accuracy {extra['accuracy']:.4f}" if dev_labels is not None else (
+            f"{sizes['transfer']:,} transfer rows")
+        print(f"[cache] {summary}, stored in {cache.folder}")
     return loaded
 
 
-def _merge_with_metrics(cache: LogitCache, splits: DataSplits, sizes: dict[str, int], config: Config) -> dict:
+def _merge_with_metrics(cache: LogitCache, dev_labels: list[int] | None, sizes: dict[str, int],
+                        config: Config) -> dict:
     from safetensors.numpy import load_file
 
     shard_size = config.cache.shard_size
-    count = (sizes["dev"] + shard_size - 1) // shard_size
-    dev_logits = np.concatenate([load_file(cache.shard_path("dev", i))["logits"] for i in range(count)])
-    metrics = classification_metrics(np.asarray(splits.dev.labels), softmax(dev_logits))
+    metrics: dict = {}
+    if dev_labels is not None:
+        count = (sizes["dev"] + shard_size - 1) // shard_size
+        dev_logits = np.concatenate([load_file(cache.shard_path("dev", i))["logits"] for i in range(count)])
+        metrics = classification_metrics(np.asarray(dev_labels), softmax(dev_logits))
     cache.merge(sizes, shard_size, {"teacher": config.teacher.name_or_path, "teacher_dev_metrics": metrics})
     return metrics

@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointCompleteMarker",
     "DistillationTrainer",
     "TrainOutcome",
+    "WallClockLimit",
     "evaluation_report",
     "fine_tune",
     "last_complete_checkpoint",
@@ -141,6 +142,30 @@ class CheckpointCompleteMarker(TrainerCallback):
         return control
 
 
+class WallClockLimit(TrainerCallback):
+    """Stops training once `minutes` of wall time have passed, with one last evaluation and save.
+
+    An ablation compares arms under the same wall-clock cap rather than the same number of steps:
+    a cheaper loss or a smaller set may use its time for more epochs.
+    """
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60
+        self.started: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.started is not None and time.perf_counter() - self.started > self.seconds:
+            print(f"[train] wall-clock limit of {self.seconds / 60:.1f} min reached at step {state.global_step}")
+            control.should_training_stop = True
+            control.should_evaluate = True
+            control.should_save = True
+        return control
+
+
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
     """The newest checkpoint with its completion marker; unfinished newer ones are reported."""
     if not checkpoint_dir.is_dir():
@@ -228,6 +253,9 @@ def _training_arguments(settings: TrainSettings, checkpoint_dir: Path, model_cfg
         bf16=settings.mixed_precision == "bf16" or (cuda and model_cfg.dtype == "bf16"),
         fp16=cuda and (settings.mixed_precision == "fp16" or model_cfg.dtype == "fp16"),
         dataloader_num_workers=0,
+        load_best_model_at_end=settings.keep_best,
+        metric_for_best_model="accuracy" if settings.keep_best else None,
+        greater_is_better=True if settings.keep_best else None,
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
@@ -276,7 +304,8 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
         model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
         data_collator=_Collator(loaded.tokenizer), train_dataset=train_ds, eval_dataset=dev_ds,
         compute_metrics=_metrics_function(dev_teacher_logits),
-        callbacks=[CheckpointCompleteMarker(), *(callbacks or [])],
+        callbacks=[CheckpointCompleteMarker(), *(callbacks or []),
+                   *([WallClockLimit(settings.time_limit_minutes)] if settings.time_limit_minutes else [])],
         loss_config=loss_config,
     )
     last = last_complete_checkpoint(checkpoint_dir) if resume else None

@@ -1,0 +1,115 @@
+"""The `augment` stage: build (or reuse) the run's transfer set from its config.
+
+The pure generation lives in `llmneo.augment`; this module owns what touches models and disk: the
+teacher tokenizer's mask token, its input-embedding table for neighbour words, and the run folder's
+`transfer.jsonl`, which is reused while its recorded recipe matches the config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from llmneo.config import Config
+from llmneo.data import LabeledTexts
+from llmneo.data.augment import (
+    AugmentError,
+    TransferSet,
+    augment_texts,
+    embedding_neighbours,
+    frequency_vocabulary,
+    read_transfer_set,
+    write_transfer_set,
+)
+
+__all__ = ["TRANSFER_FILE", "build_transfer_set", "load_transfer_set", "transfer_path"]
+
+TRANSFER_FILE = "transfer.jsonl"
+
+
+def transfer_path(config: Config) -> Path:
+    return config.run_dir / TRANSFER_FILE
+
+
+def _recipe(config: Config, source: LabeledTexts) -> dict:
+    """What the generated set depends on: reuse it only while all of this is unchanged."""
+    settings = config.augment.model_dump(exclude={"enabled", "teacher_labels", "file"})
+    return {**settings, "source_fingerprint": source.fingerprint(), "teacher": config.teacher.name_or_path}
+
+
+def _substitute(config: Config, tokenizer, source_texts: list[str]):
+    """A word -> substitute function: embedding neighbours or frequency-weighted training words."""
+    if config.augment.replace_source == "frequency":
+        words, probabilities = frequency_vocabulary(source_texts)
+        return lambda word, rng: words[int(rng.choice(len(words), p=probabilities))]
+    from transformers import AutoModel
+
+    from llmneo.training.models import resolve_model_source
+
+    words, _ = frequency_vocabulary(source_texts)
+    single = [(w, ids[0]) for w in words if len(ids := tokenizer.encode(w, add_special_tokens=False)) == 1]
+    if len(single) < 2:
+        raise AugmentError("replace: fewer than two training words are single tokens of the teacher's vocabulary")
+    source = resolve_model_source(config.teacher.name_or_path)
+    kwargs = {"gguf_file": config.teacher.gguf_file} if config.teacher.gguf_file else {}
+    table = AutoModel.from_pretrained(source, **kwargs).get_input_embeddings().weight.detach().float().numpy()
+    neighbours = embedding_neighbours([w for w, _ in single], [i for _, i in single], table, config.augment.neighbours)
+    print(f"[augment] embedding neighbours for {len(neighbours):,} single-token training words")
+
+    def substitute(word: str, rng: np.random.Generator) -> str | None:
+        options = neighbours.get(word)
+        return options[int(rng.integers(len(options)))] if options else None
+
+    return substitute
+
+
+def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
+    """The transfer set for `source` (the student's gold training texts), reused when unchanged."""
+    settings = config.augment
+    if settings.file:
+        transfer = read_transfer_set(settings.file, config.data.text_column)
+        return _without_gold(transfer, source)
+    path = transfer_path(config)
+    recipe = _recipe(config, source)
+    meta_path = path.with_suffix(path.suffix + ".meta.json")
+    if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("recipe") == recipe:
+        transfer = read_transfer_set(path)
+        print(f"[augment] reusing {len(transfer):,} transfer rows from {path}")
+        return transfer
+    from llmneo.modelfolder import load_tokenizer
+    from llmneo.training.models import resolve_model_source
+
+    tokenizer = load_tokenizer(resolve_model_source(config.teacher.name_or_path), config.teacher.gguf_file)
+    substitute = _substitute(config, tokenizer, source.texts) if "replace" in settings.methods else None
+    transfer = augment_texts(source.texts, settings.methods, settings.n_per_example, settings.seed,
+                             mask_token=tokenizer.mask_token, p_mask=settings.p_mask, p_replace=settings.p_replace,
+                             substitute=substitute, ngram_range=(settings.ngram_min, settings.ngram_max),
+                             max_rows=settings.max_rows)
+    transfer.meta["recipe"] = recipe
+    write_transfer_set(transfer, path)
+    capped = transfer.meta["capped_from"]
+    print(f"[augment] {len(transfer):,} transfer rows from {len(source):,} texts "
+          f"({transfer.meta['duplicates_dropped']:,} duplicates dropped"
+          + (f"; capped at augment.max_rows={settings.max_rows:,} from {capped:,}" if capped else "")
+          + f"), written to {path}")
+    return transfer
+
+
+def _without_gold(transfer: TransferSet, source: LabeledTexts) -> TransferSet:
+    """A user's file may repeat training texts: those rows are gold already, so they are skipped, reported."""
+    gold = {" ".join(text.split()) for text in source.texts}
+    keep = [i for i, text in enumerate(transfer.texts) if text not in gold]
+    if not keep:
+        raise AugmentError(f"{transfer.meta.get('path')}: every row repeats a training text; nothing to transfer")
+    if len(keep) < len(transfer):
+        print(f"[augment] skipped {len(transfer) - len(keep):,} rows of {transfer.meta.get('path')} that repeat "
+              "a training text")
+    return TransferSet([transfer.texts[i] for i in keep], [transfer.source_rows[i] for i in keep],
+                       [transfer.methods[i] for i in keep], {**transfer.meta, "rows": len(keep)})
+
+
+def load_transfer_set(config: Config, source: LabeledTexts) -> TransferSet | None:
+    """The transfer set when `augment.enabled`, else None."""
+    return build_transfer_set(config, source) if config.augment.enabled else None

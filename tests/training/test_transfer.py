@@ -1,0 +1,106 @@
+"""A transfer set through the pipeline: its own cache (shared gold logits), KD-only rows, an ONNX
+teacher for caching, and the ablation on tiny models."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_tiny_config
+from llmneo.cli import app
+from llmneo.config import load_config
+from llmneo.maths.losses import IGNORE_LABEL
+from llmneo.training import teacher as teacher_module
+from llmneo.training.pipeline import run_teacher_stage, student_splits, training_rows
+from llmneo.training.teacher import cache_for, teacher_logits
+from llmneo.training.transfer import load_transfer_set
+
+AUGMENT = {"enabled": True, "n_per_example": 2, "replace_source": "embedding", "neighbours": 3}
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, tiny_bert_source, sst2_dir):
+    """A tiny run with its teacher tuned (one step) and its transfer set built."""
+    folder = tmp_path_factory.mktemp("transfer")
+    config = load_config(write_tiny_config(folder, tiny_bert_source, tiny_bert_source, sst2_dir, augment=AUGMENT,
+                                           teacher={"train": {"max_steps": 1, "batch_size": 8, "eval_steps": 1}}))
+    run_teacher_stage(config)
+    return config
+
+
+@pytest.mark.slow
+def test_transfer_logits_have_their_own_cache_and_are_reused(tuned, monkeypatch):
+    splits = student_splits(tuned)
+    transfer = load_transfer_set(tuned, splits.train)
+    assert transfer is not None and len(transfer) > 64  # two variants per text, less duplicates
+    assert load_transfer_set(tuned, splits.train).texts == transfer.texts  # reused from the run folder
+    cached = teacher_logits(tuned, splits, transfer=transfer)
+    assert cached.transfer.shape == (len(transfer), 2) and cached.train.shape == (64, 2)
+    gold_cache, transfer_cache = cache_for(tuned, splits), cache_for(tuned, splits, transfer)
+    assert gold_cache.exists() and transfer_cache.exists() and gold_cache.folder != transfer_cache.folder
+
+    def unloadable(*_args, **_kwargs):
+        raise AssertionError("the teacher was loaded although every logit is cached")
+    monkeypatch.setattr(teacher_module, "load_live_teacher", unloadable)
+    again = teacher_logits(tuned, splits, transfer=transfer)
+    np.testing.assert_array_equal(again.transfer, cached.transfer)
+    gold_only = teacher_logits(tuned, splits)  # a gold-only run shares the gold logits
+    assert gold_only.transfer is None
+    np.testing.assert_array_equal(gold_only.train, cached.train)
+
+    texts, labels, logits = training_rows(tuned, splits, transfer, cached)
+    assert texts == splits.train.texts + transfer.texts and len(logits) == len(texts)
+    assert labels[:64] == splits.train.labels and set(labels[64:]) == {IGNORE_LABEL}  # KD alone on them
+    hard = load_config(tuned_path(tuned), ["augment.teacher_labels=hard"])
+    _, hard_labels, _ = training_rows(hard, splits, transfer, cached)
+    assert hard_labels[64:] == cached.transfer.argmax(axis=1).tolist()
+
+
+def tuned_path(config):
+    return config.run_dir.parent.parent / "tiny.yaml"
+
+
+@pytest.mark.slow
+def test_an_onnx_teacher_caches_the_same_logits_as_torch(tuned):
+    splits = student_splits(tuned)
+    torch_logits = teacher_logits(tuned, splits)
+    onnx_config = load_config(tuned_path(tuned), ["cache.backend=onnx", f"cache.dir={tuned.run_dir / 'onnx-cache'}"])
+    onnx_logits = teacher_logits(onnx_config, splits)
+    np.testing.assert_allclose(onnx_logits.train, torch_logits.train, atol=1e-4)
+    np.testing.assert_allclose(onnx_logits.dev, torch_logits.dev, atol=1e-4)
+    assert (tuned.run_dir / "teacher" / "export" / "onnx-fp32" / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_reduced_best_cpu_recipe_and_its_ablation_end_to_end(tmp_path, tiny_bert_source, sst2_dir):
+    """configs/best-cpu.yaml's recipe on tiny models: run, then the ablation with two arms under a cap."""
+    import yaml
+
+    shipped = yaml.safe_load(Path("configs/best-cpu.yaml").read_text())
+    path = write_tiny_config(tmp_path, tiny_bert_source, "run:teacher", sst2_dir,
+                             augment={**shipped["augment"], "n_per_example": 1},
+                             loss=shipped["loss"], cache={"backend": shipped["cache"]["backend"]},
+                             student={"lora": shipped["student"]["lora"], "keep_layers": [0, 2]})
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 0, result.output[-2000:]
+    config = load_config(path)
+    metrics = json.loads((config.run_dir / "metrics.json").read_text())
+    assert metrics["data"]["transfer"] > 0 and metrics["final"]["n"] == 32
+    result = runner.invoke(app, ["compare", "--config", str(path), "--minutes", "0.5",
+                                 "--arm", "ce-gold: loss.alpha=0 augment.enabled=false", "--arm", "kd-recipe:"])
+    assert result.exit_code == 0, result.output[-2000:]
+    table = (config.run_dir / "ablation.md").read_text()
+    assert "| ce-gold |" in table and "| kd-recipe |" in table
+    rows = json.loads((config.run_dir / "ablation.json").read_text())
+    assert [row["arm"] for row in rows] == ["ce-gold", "kd-recipe"] and all(row["steps"] > 0 for row in rows)
+    assert (config.run_dir / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    assert "[teacher] reusing" in result.output and "reusing teacher logits" in result.output
+
+
+def test_a_bad_arm_names_its_key(tmp_path, tiny_bert_source, sst2_dir):
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir)
+    result = CliRunner().invoke(app, ["compare", "--config", str(path), "--arm", "x: loss.alpah=0"])
+    assert result.exit_code == 2 and "loss.alpah: unknown key" in result.output
