@@ -42,6 +42,36 @@ def cache(config: ConfigOption, set_: SetOption = None, skip_bad_rows: SkipBadRo
 
 
 @app.command()
+def augment(config: ConfigOption, set_: SetOption = None, skip_bad_rows: SkipBadRows = False) -> None:
+    """Build the transfer set (augment.enabled): unlabelled variants of the training texts for the teacher."""
+    from llmneo.training.pipeline import run_augment_stage
+
+    cfg = load(config, set_ + ["augment.enabled=true"] if set_ else ["augment.enabled=true"], skip_bad_rows)
+    with user_errors():
+        run_augment_stage(cfg)
+
+
+@app.command()
+def compare(
+    config: ConfigOption,
+    set_: SetOption = None,
+    minutes: Annotated[float, typer.Option(min=0.1, help="Wall-clock training cap per arm.")] = 10.0,
+    arm: Annotated[list[str] | None, typer.Option(
+        "--arm", help="'NAME: key=value ...' (repeatable); default: CE gold, KD gold, CE gold + teacher hard "
+        "labels on the transfer set, and the configured recipe.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep arms that already finished.")] = False,
+) -> None:
+    """The ablation: one student architecture, several recipes, the same wall-clock cap; a table and a chart."""
+    from llmneo.training.ablation import ABLATION_ARMS, parse_arm
+    from llmneo.training.pipeline import run_compare
+
+    cfg = load(config, set_)
+    with user_errors():
+        arms = dict(parse_arm(spec) for spec in arm) if arm else ABLATION_ARMS
+        run_compare(cfg, arms, minutes, resume)
+
+
+@app.command()
 def distill(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False,
             skip_bad_rows: SkipBadRows = False) -> None:
     """Train the student with KD + LoRA from the cached teacher logits."""

@@ -20,6 +20,7 @@ from llmneo.maths.metrics import reliability_bins
 
 __all__ = [
     "STEP_METRICS",
+    "ablation_figure",
     "comparison_figure",
     "confusion_matrix_figure",
     "png_bytes",
@@ -180,4 +181,20 @@ def comparison_figure(models: Mapping[str, Mapping[str, float | None]]) -> Figur
         axes.set_xticks(range(len(names)), labels=names)
         axes.set_title(label)
     figure.suptitle("teacher vs student")
+    return figure
+
+
+def ablation_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                    title: str = "Ablation: dev accuracy under one wall-clock cap") -> Figure:
+    """Dev accuracy against training minutes, one line per arm: `curves[arm] = (minutes, accuracies)`."""
+    figure = _new_figure()
+    axis = figure.add_subplot()
+    for arm, (minutes, accuracy) in curves.items():
+        best = max(accuracy) if len(accuracy) else float("nan")
+        axis.plot(minutes, accuracy, marker="o", markersize=3, label=f"{arm} (best {best:.4f})")
+    axis.set_xlabel("training minutes")
+    axis.set_ylabel("dev accuracy")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
     return figure
