@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps models demo test test-fast container-test bench lint clean
+.PHONY: install system-deps models demo best-cpu test test-fast container-test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ models: install
 
 demo: install
 	$(BIN)/llmneo run --config configs/demo.yaml
+
+# The best recipe on 2 cores (about 75 min, every stage resumable), then its ablation (3 more arms, 7 min each).
+best-cpu: models
+	$(BIN)/llmneo run --config configs/best-cpu.yaml
+	$(BIN)/llmneo compare --config configs/best-cpu.yaml --minutes 7
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
