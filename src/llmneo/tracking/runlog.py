@@ -38,6 +38,7 @@ _STAGE_FILES = {
     "teacher": ("config.yaml", "teacher_metrics.json", f"teacher/{META_FILE}"),
     "cache": ("config.yaml",),
     "evaluate": ("summary.json", "predictions_dev.csv"),
+    "ablation": ("config.yaml", "ablation.md", "ablation.json", "ablation.png"),
 }
 _ALL_FILES = (
     "config.yaml",
@@ -109,7 +110,7 @@ def log_run_folder(tracker: MlflowTracker, run_dir: Path) -> None:
     if stage == "teacher":
         _log_teacher_stage(tracker, outputs)
         return
-    if stage == "cache":
+    if stage in ("cache", "ablation"):  # the config (and the ablation's table and chart) only
         return
     if stage != "evaluate":
         params = _model_params("teacher", outputs.teacher_meta) | _model_params(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -250,7 +251,8 @@ def run_compare(config: Config, arms: dict[str, list[str]], minutes: float, resu
         write_json(config.run_dir / "ablation.json", [r.__dict__ for r in results])
         (config.run_dir / "ablation.png").write_bytes(png_bytes(ablation_figure(ablation_curves(results))))
         for r in results:
-            tracker.log_metrics({f"{r.arm}_{k}": r.metrics[k] for k in ("accuracy", "f1", "roc_auc")})
+            arm = re.sub(r"[^\w\-. :/]", "_", r.arm)  # MLflow metric names refuse '+' and the like
+            tracker.log_metrics({f"{arm}_{k}": r.metrics[k] for k in ("accuracy", "f1", "roc_auc")})
         log_stage_outputs(tracker, config.run_dir)
     print(table)
     return results
