@@ -10,6 +10,7 @@ keeps learning, so every arm gets the same minutes and as many epochs as fit in 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,7 @@ def arm_config(config: Config, arm: str, overrides: list[str], minutes: float) -
     raw["tracking"]["log_model"] = False  # arms are compared, not registered
     raw["student"]["train"]["time_limit_minutes"] = minutes
     raw["student"]["train"]["keep_best"] = True
-    try:
-        return validate_config(apply_overrides(raw, list(overrides)), source=f"ablation arm {arm!r}")
-    except ConfigError:
-        raise
-    except Exception as error:  # an override naming a section that is a value, say
-        raise ConfigError(f"ablation arm {arm!r}: {error}") from None
+    return validate_config(apply_overrides(raw, list(overrides)), source=f"ablation arm {arm!r}")
 
 
 def _link_shared_inputs(base: Config, arm: Config) -> None:
@@ -59,8 +55,8 @@ def _link_shared_inputs(base: Config, arm: Config) -> None:
     arm.run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("teacher", "transfer.jsonl", "transfer.jsonl.meta.json"):
         source, link = (base.run_dir / name).resolve(), arm.run_dir / name
-        if source.exists() and not link.exists():
-            link.symlink_to(source)
+        if source.exists() and not link.exists():  # relative, so the run folder can be moved whole
+            link.symlink_to(os.path.relpath(source, link.parent.resolve()))
 
 
 def _result(arm: str, overrides: list[str], run_dir: Path) -> ArmResult:
