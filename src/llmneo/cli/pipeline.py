@@ -46,7 +46,7 @@ def augment(config: ConfigOption, set_: SetOption = None, skip_bad_rows: SkipBad
     """Build the transfer set (augment.enabled): unlabelled variants of the training texts for the teacher."""
     from llmneo.training.pipeline import run_augment_stage
 
-    cfg = load(config, set_ + ["augment.enabled=true"] if set_ else ["augment.enabled=true"], skip_bad_rows)
+    cfg = load(config, [*(set_ or []), "augment.enabled=true"], skip_bad_rows)
     with user_errors():
         run_augment_stage(cfg)
 

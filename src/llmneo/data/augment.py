@@ -19,6 +19,7 @@ names go in.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from collections import Counter
@@ -234,8 +235,6 @@ def read_transfer_set(path: str | Path, text_column: str = "sentence") -> Transf
 
 def _records(path: Path, text_column: str):
     """(line number, dict) per data row of a JSONL, TSV, CSV or plain-text file."""
-    import csv
-
     lines = path.read_text(encoding="utf-8").splitlines()
     if path.suffix == ".jsonl":
         for number, line in enumerate(lines, start=1):
