@@ -41,7 +41,8 @@ _MODEL_FIELDS = {  # the same for teacher and student (ModelConfig), read where 
     **{f"train.{name}": "llmneo.training.trainer" for name in (
         "epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate",
         "weight_decay", "warmup_ratio", "lr_scheduler", "eval_steps", "logging_steps", "save_steps",
-        "save_total_limit", "seed", "num_threads", "mixed_precision", "keep_best", "time_limit_minutes")},
+        "save_total_limit", "seed", "num_threads", "mixed_precision", "keep_best", "time_limit_minutes",
+        "lr_over_time_limit")},
 }
 
 READERS: dict[str, str] = {
@@ -68,7 +69,7 @@ READERS: dict[str, str] = {
     "augment.file": "llmneo.training.transfer",
     **{f"augment.{name}": "llmneo.training.transfer" for name in (
         "methods", "n_per_example", "max_rows", "p_mask", "p_replace", "replace_source", "neighbours", "ngram_min",
-        "ngram_max", "seed")},
+        "ngram_max", "seed", "rest_of_train")},
     "augment.teacher_labels": "llmneo.training.pipeline",
     "tracking.enabled": "llmneo.tracking.tracker",
     "tracking.tracking_uri": "llmneo.tracking.tracker",

@@ -127,6 +127,10 @@ class TrainSettings(_Strict):
         None, gt=0, description="Stop training after this many minutes of wall time (then evaluate and save): "
         "arms of an ablation compared under the same wall-clock cap."
     )
+    lr_over_time_limit: bool = Field(
+        True, description="With time_limit_minutes: warm the learning rate up and decay it over the wall-clock "
+        "budget rather than the step budget, so a capped run ends fully decayed instead of cut mid-schedule."
+    )
 
     @model_validator(mode="after")
     def _best_needs_aligned_saves(self) -> TrainSettings:
@@ -215,7 +219,12 @@ class AugmentConfig(_Strict):
         "the transfer set instead of generated variants."
     )
     methods: list[Literal["mask", "replace", "ngram"]] = Field(
-        ["mask", "replace", "ngram"], description="How variants are made, taken in turn per training text."
+        ["mask", "replace", "ngram"], description="How variants are made, taken in turn per training text "
+        "([]: none, with rest_of_train)."
+    )
+    rest_of_train: bool = Field(
+        False, description="Add the training split's texts that data.max_train_samples leaves out, as unlabelled "
+        "rows (their labels are never read): the in-domain text without labels that a user has plenty of."
     )
     n_per_example: int = Field(2, gt=0, description="Variants generated per training text.")
     max_rows: int = Field(200_000, gt=0, description="Cap on the transfer set (a larger one is cut, reported).")
@@ -238,6 +247,8 @@ class AugmentConfig(_Strict):
     def _ngram_range(self) -> AugmentConfig:
         if self.ngram_min > self.ngram_max:
             raise ValueError(f"ngram_min ({self.ngram_min}) exceeds ngram_max ({self.ngram_max})")
+        if not self.methods and not self.rest_of_train and not self.file:
+            raise ValueError("methods is empty and rest_of_train is false: the transfer set would have no source")
         return self
 
 

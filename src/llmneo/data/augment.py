@@ -9,7 +9,10 @@ method, so its provenance (source row, method) is exact:
 - ``replace``: each word is replaced, with probability ``p_replace``, by another word: a nearest
   neighbour in the teacher's input-embedding table (a GloVe-like substitute that needs no download),
   or a word drawn by its frequency in the training texts;
-- ``ngram``: a contiguous n-gram of the text (SST-2 itself labels phrases, so this is in-domain).
+- ``ngram``: a contiguous n-gram of the text (SST-2 itself labels phrases, so this is in-domain);
+- ``pool``: real in-domain texts without labels (`unlabelled_pool`): the training split's texts left
+  out of the labelled subsample, their labels never read. This is the setting distillation exists
+  for: few labels, plenty of text, and a teacher to label it.
 
 Variants are deduplicated against each other and against the training texts, the set is capped at
 ``max_rows`` (a reported skip, never a silent one), and it is written atomically as JSONL with a
@@ -37,10 +40,12 @@ __all__ = [
     "augment_texts",
     "embedding_neighbours",
     "frequency_vocabulary",
+    "join_transfer_sets",
     "mask_words",
     "read_transfer_set",
     "replace_words",
     "sample_ngram",
+    "unlabelled_pool",
     "write_transfer_set",
 ]
 
@@ -192,6 +197,42 @@ def augment_texts(texts: Sequence[str], methods: Sequence[str], n_per_example: i
             "kept": len(texts_out), "capped_from": capped_from, "methods": list(methods),
             "n_per_example": n_per_example, "seed": seed, "per_method": dict(Counter(kept[t][1] for t in texts_out))}
     return TransferSet(texts_out, [kept[t][0] for t in texts_out], [kept[t][1] for t in texts_out], meta)
+
+
+def unlabelled_pool(texts: Sequence[str], labelled: Sequence[str]) -> TransferSet:
+    """The `texts` not among the `labelled` ones, deduplicated, as transfer rows (method ``pool``).
+
+    `source_rows[i]` indexes `texts`; only texts are taken, so no label can leak into the set.
+    """
+    seen = {_normalise(text) for text in labelled}
+    kept: dict[str, int] = {}
+    for row, text in enumerate(texts):
+        text = _normalise(text)
+        if text and text not in seen and text not in kept:
+            kept[text] = row
+    if not kept:
+        raise AugmentError(f"the unlabelled pool is empty: all {len(texts)} texts are labelled ones or repeats")
+    meta = {"pool_texts": len(texts), "labelled_texts": len(labelled), "kept": len(kept),
+            "duplicates_dropped": len(texts) - len(labelled) - len(kept)}
+    return TransferSet(list(kept), list(kept.values()), ["pool"] * len(kept), meta)
+
+
+def join_transfer_sets(parts: Sequence[TransferSet], max_rows: int | None, seed: int) -> TransferSet:
+    """Several transfer sets as one: a text already in an earlier part is dropped, then the whole is capped
+    at `max_rows` by a seeded draw (reported in the meta, like `augment_texts`' own cap)."""
+    texts: dict[str, tuple[int, str]] = {}
+    for part in parts:
+        for text, row, method in zip(part.texts, part.source_rows, part.methods):
+            texts.setdefault(text, (row, method))
+    ordered = list(texts)
+    capped_from = None
+    if max_rows is not None and len(ordered) > max_rows:
+        order = np.sort(np.random.default_rng(seed + 1).permutation(len(ordered))[:max_rows])
+        capped_from, ordered = len(ordered), [ordered[i] for i in order]
+    meta = {"parts": [part.meta for part in parts], "kept": len(ordered), "capped_from": capped_from,
+            "duplicates_dropped": sum(len(part) for part in parts) - len(texts),
+            "per_method": dict(Counter(texts[t][1] for t in ordered))}
+    return TransferSet(ordered, [texts[t][0] for t in ordered], [texts[t][1] for t in ordered], meta)
 
 
 def write_transfer_set(transfer: TransferSet, path: str | Path) -> Path:

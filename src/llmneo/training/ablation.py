@@ -29,6 +29,10 @@ ABLATION_ARMS: dict[str, list[str]] = {
 }
 
 
+# Enough epochs that no arm runs out of data before the cap: CE on a small gold set takes many passes.
+ARM_EPOCHS = 100
+
+
 @dataclass
 class ArmResult:
     arm: str
@@ -45,8 +49,10 @@ def arm_config(config: Config, arm: str, overrides: list[str], minutes: float) -
     raw["output_dir"] = str(config.run_dir / "ablation")
     raw["name"] = arm
     raw["tracking"]["log_model"] = False  # arms are compared, not registered
-    raw["student"]["train"]["time_limit_minutes"] = minutes
-    raw["student"]["train"]["keep_best"] = True
+    train = raw["student"]["train"]
+    train["time_limit_minutes"] = minutes
+    train["keep_best"] = True
+    train["epochs"] = max(train["epochs"], ARM_EPOCHS)  # the cap ends every arm, never its epoch count
     return validate_config(apply_overrides(raw, list(overrides)), source=f"ablation arm {arm!r}")
 
 

@@ -39,6 +39,7 @@ from llmneo.training.models import apply_lora
 __all__ = [
     "CheckpointCompleteMarker",
     "DistillationTrainer",
+    "TimeBudgetSchedule",
     "TrainOutcome",
     "WallClockLimit",
     "evaluation_report",
@@ -61,9 +62,11 @@ class TrainOutcome:
 class DistillationTrainer(Trainer):
     """`Trainer` whose loss is KD + CE when the batch carries `teacher_logits`, CE otherwise."""
 
-    def __init__(self, *args: Any, loss_config: LossConfig | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, loss_config: LossConfig | None = None,
+                 time_budget: tuple[float, float] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.loss_config = loss_config or LossConfig()
+        self.time_budget = time_budget  # (seconds, warm-up share) of a clock-driven schedule, or None
         self._component_sums: dict[str, torch.Tensor] = {}
         self._component_count = 0
 
@@ -74,6 +77,18 @@ class DistillationTrainer(Trainer):
         A private Trainer hook: TrainingArguments has no public switch that length-groups training
         batches but not evaluation ones."""
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """With a time budget, the schedule runs on the clock: warm-up over the first `warmup_ratio` of the
+        minutes, then linear decay to zero at the cap. A step schedule cut by the cap would leave some
+        arms of an ablation mid-decay and others finished, which is not a fair comparison."""
+        if not self.time_budget:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            clock = TimeBudgetSchedule(*self.time_budget)
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lambda _: clock())
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Checkpoints of a verbalizer (a plain module around an LM with tied embeddings) keep one copy of
@@ -164,6 +179,24 @@ class WallClockLimit(TrainerCallback):
             control.should_evaluate = True
             control.should_save = True
         return control
+
+
+class TimeBudgetSchedule:
+    """Learning-rate factor from the share of a wall-clock budget spent: linear warm-up, linear decay.
+
+    Not reproducible step for step (it reads the clock), which is the point: every run under the same
+    budget ends with a fully decayed rate, however fast its steps were.
+    """
+
+    def __init__(self, budget_seconds: float, warmup_share: float, clock=time.perf_counter):
+        self.budget, self.warmup, self.clock = budget_seconds, warmup_share, clock
+        self.started = clock()
+
+    def __call__(self) -> float:
+        share = min((self.clock() - self.started) / self.budget, 1.0)
+        if share < self.warmup:
+            return max(share / self.warmup, 1e-3)
+        return max(1.0 - share, 0.0) / (1.0 - self.warmup)
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
@@ -307,6 +340,8 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
         callbacks=[CheckpointCompleteMarker(), *(callbacks or []),
                    *([WallClockLimit(settings.time_limit_minutes)] if settings.time_limit_minutes else [])],
         loss_config=loss_config,
+        time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio)
+                     if settings.time_limit_minutes and settings.lr_over_time_limit else None),
     )
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if resume:

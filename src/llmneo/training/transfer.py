@@ -20,7 +20,9 @@ from llmneo.data.augment import (
     augment_texts,
     embedding_neighbours,
     frequency_vocabulary,
+    join_transfer_sets,
     read_transfer_set,
+    unlabelled_pool,
     write_transfer_set,
 )
 
@@ -72,29 +74,52 @@ def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
         transfer = read_transfer_set(settings.file, config.data.text_column)
         return _without_gold(transfer, source)
     path = transfer_path(config)
+    pool_source = _full_train(config) if settings.rest_of_train else None
     recipe = _recipe(config, source)
+    if pool_source is not None:
+        recipe["pool_fingerprint"] = pool_source.fingerprint()
     meta_path = path.with_suffix(path.suffix + ".meta.json")
     if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("recipe") == recipe:
         transfer = read_transfer_set(path)
         print(f"[augment] reusing {len(transfer):,} transfer rows from {path}")
         return transfer
-    from llmneo.modelfolder import load_tokenizer
-    from llmneo.training.models import resolve_model_source
-
-    tokenizer = load_tokenizer(resolve_model_source(config.teacher.name_or_path), config.teacher.gguf_file)
-    substitute = _substitute(config, tokenizer, source.texts) if "replace" in settings.methods else None
-    transfer = augment_texts(source.texts, settings.methods, settings.n_per_example, settings.seed,
-                             mask_token=tokenizer.mask_token, p_mask=settings.p_mask, p_replace=settings.p_replace,
-                             substitute=substitute, ngram_range=(settings.ngram_min, settings.ngram_max),
-                             max_rows=settings.max_rows)
+    parts = []
+    if pool_source is not None:
+        parts.append(unlabelled_pool(pool_source.texts, source.texts))
+        print(f"[augment] {len(parts[-1]):,} unlabelled texts: the training split's rows outside the "
+              f"{len(source):,} labelled ones (labels withheld)")
+    if settings.methods:
+        parts.append(_variants(config, source))
+    transfer = join_transfer_sets(parts, settings.max_rows, settings.seed)
     transfer.meta["recipe"] = recipe
     write_transfer_set(transfer, path)
     capped = transfer.meta["capped_from"]
-    print(f"[augment] {len(transfer):,} transfer rows from {len(source):,} texts "
-          f"({transfer.meta['duplicates_dropped']:,} duplicates dropped"
+    print(f"[augment] {len(transfer):,} transfer rows {transfer.meta['per_method']} "
+          f"({transfer.meta['duplicates_dropped']:,} repeats dropped"
           + (f"; capped at augment.max_rows={settings.max_rows:,} from {capped:,}" if capped else "")
           + f"), written to {path}")
     return transfer
+
+
+def _full_train(config: Config) -> LabeledTexts:
+    """The whole training split, for `rest_of_train` (only its texts are read from here on)."""
+    from llmneo.data import load_splits
+
+    return load_splits(config.data.model_copy(update={"max_train_samples": None})).train
+
+
+def _variants(config: Config, source: LabeledTexts) -> TransferSet:
+    """Mask / replace / n-gram variants of the gold texts, made with the teacher's tokenizer."""
+    from llmneo.modelfolder import load_tokenizer
+    from llmneo.training.models import resolve_model_source
+
+    settings = config.augment
+    tokenizer = load_tokenizer(resolve_model_source(config.teacher.name_or_path), config.teacher.gguf_file)
+    substitute = _substitute(config, tokenizer, source.texts) if "replace" in settings.methods else None
+    return augment_texts(source.texts, settings.methods, settings.n_per_example, settings.seed,
+                         mask_token=tokenizer.mask_token, p_mask=settings.p_mask, p_replace=settings.p_replace,
+                         substitute=substitute, ngram_range=(settings.ngram_min, settings.ngram_max),
+                         max_rows=settings.max_rows)
 
 
 def _without_gold(transfer: TransferSet, source: LabeledTexts) -> TransferSet:
