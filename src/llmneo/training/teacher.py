@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from transformers import set_seed
 
-from llmneo.config import Config
+from llmneo.config import Config, DataConfig, TeacherConfig
+from llmneo.config.recipe import field_defaults, recipe_matches
 from llmneo.data import DataSplits, load_splits
 from llmneo.data.augment import TransferSet
 from llmneo.inference import Predictor
@@ -55,7 +56,7 @@ def prepare_teacher(config: Config, callbacks=None, resume: bool = False) -> Tra
         return None
     recipe = teacher_recipe(config)
     meta_path = teacher_folder(config) / "llmneo_model.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("recipe") == recipe:
+    if meta_path.is_file() and _same_teacher_recipe(json.loads(meta_path.read_text()).get("recipe"), recipe):
         print(f"[teacher] reusing the tuned teacher in {teacher_folder(config)} (same teacher and data config)")
         return None
     splits = load_splits(config.data, config.teacher.train.max_train_samples)
@@ -67,6 +68,11 @@ def prepare_teacher(config: Config, callbacks=None, resume: bool = False) -> Tra
                                               "dev_fingerprint": splits.dev.fingerprint()}}
     return fine_tune(loaded, config.teacher, splits, teacher_folder(config), meta, callbacks=callbacks,
                      resume=resume)
+
+
+def _same_teacher_recipe(saved: dict | None, current: dict) -> bool:
+    defaults = {**field_defaults(TeacherConfig, "teacher."), **field_defaults(DataConfig, "data.")}
+    return saved is not None and recipe_matches(saved, current, defaults)
 
 
 def teacher_recipe(config: Config) -> dict:
