@@ -127,6 +127,11 @@ class TrainSettings(_Strict):
         None, gt=0, description="Stop training after this many minutes of wall time (then evaluate and save): "
         "arms of an ablation compared under the same wall-clock cap."
     )
+    time_limit_clock: Literal["wall", "cpu"] = Field(
+        "wall", description="What time_limit_minutes counts. wall: elapsed time. cpu: the process's CPU time "
+        "divided by its torch threads, i.e. minutes as on an idle machine, so runs capped on a shared machine "
+        "get the same compute whatever else runs beside them."
+    )
     lr_over_time_limit: bool = Field(
         True, description="With time_limit_minutes: warm the learning rate up and decay it over the wall-clock "
         "budget rather than the step budget, so a capped run ends fully decayed instead of cut mid-schedule."

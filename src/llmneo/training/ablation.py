@@ -69,7 +69,8 @@ def _result(arm: str, overrides: list[str], run_dir: Path) -> ArmResult:
     payload = json.loads((run_dir / "metrics.json").read_text())
     history = payload["history"]
     steps = max((int(entry.get("step", 0)) for entry in history), default=0)
-    return ArmResult(arm, overrides, payload["final"], history, steps, payload["train_seconds"] / 60)
+    on_clock = payload["final"].get("train_minutes_on_clock", {}).get("minutes")  # the cap's own clock
+    return ArmResult(arm, overrides, payload["final"], history, steps, on_clock or payload["train_seconds"] / 60)
 
 
 def _same_student_recipe(base: Config, arm: Config) -> bool:

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "CheckpointCompleteMarker",
     "DistillationTrainer",
     "TimeBudgetSchedule",
+    "budget_clock",
     "TrainOutcome",
     "WallClockLimit",
     "evaluation_report",
@@ -63,10 +65,10 @@ class DistillationTrainer(Trainer):
     """`Trainer` whose loss is KD + CE when the batch carries `teacher_logits`, CE otherwise."""
 
     def __init__(self, *args: Any, loss_config: LossConfig | None = None,
-                 time_budget: tuple[float, float] | None = None, **kwargs: Any):
+                 time_budget: tuple[float, float, Callable[[], float]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.loss_config = loss_config or LossConfig()
-        self.time_budget = time_budget  # (seconds, warm-up share) of a clock-driven schedule, or None
+        self.time_budget = time_budget  # (seconds, warm-up share, clock) of a clock-driven schedule, or None
         self._component_sums: dict[str, torch.Tensor] = {}
         self._component_count = 0
 
@@ -157,24 +159,35 @@ class CheckpointCompleteMarker(TrainerCallback):
         return control
 
 
-class WallClockLimit(TrainerCallback):
-    """Stops training once `minutes` of wall time have passed, with one last evaluation and save.
+def budget_clock(kind: str) -> Callable[[], float]:
+    """Seconds for a time budget. `cpu` is this process's CPU time over its torch threads: on an idle
+    machine it runs at wall-clock speed, on a shared one it slows down with the share of the cores the
+    process gets, so a budget buys the same compute either way."""
+    if kind == "wall":
+        return time.perf_counter
+    threads = torch.get_num_threads()
+    return lambda: time.process_time() / threads
 
-    An ablation compares arms under the same wall-clock cap rather than the same number of steps:
+
+class WallClockLimit(TrainerCallback):
+    """Stops training once `minutes` have passed on `clock`, with one last evaluation and save.
+
+    An ablation compares arms under the same time cap rather than the same number of steps:
     a cheaper loss or a smaller set may use its time for more epochs.
     """
 
-    def __init__(self, minutes: float):
+    def __init__(self, minutes: float, clock: Callable[[], float] = time.perf_counter):
         self.seconds = minutes * 60
+        self.clock = clock
         self.started: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
+        self.started = self.clock()
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.started is not None and time.perf_counter() - self.started > self.seconds:
-            print(f"[train] wall-clock limit of {self.seconds / 60:.1f} min reached at step {state.global_step}")
+        if self.started is not None and self.clock() - self.started > self.seconds:
+            print(f"[train] time limit of {self.seconds / 60:.1f} min reached at step {state.global_step}")
             control.should_training_stop = True
             control.should_evaluate = True
             control.should_save = True
@@ -188,7 +201,7 @@ class TimeBudgetSchedule:
     budget ends with a fully decayed rate, however fast its steps were.
     """
 
-    def __init__(self, budget_seconds: float, warmup_share: float, clock=time.perf_counter):
+    def __init__(self, budget_seconds: float, warmup_share: float, clock: Callable[[], float] = time.perf_counter):
         self.budget, self.warmup, self.clock = budget_seconds, warmup_share, clock
         self.started = clock()
 
@@ -333,28 +346,31 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     dev_ds = _dataset(loaded, _texts(splits.dev.texts, model_cfg), splits.dev.labels, model_cfg.max_length,
                       dev_teacher_logits)
     checkpoint_dir = output_dir.parent / f"checkpoints-{output_dir.name}"
+    clock = budget_clock(settings.time_limit_clock)
     trainer = DistillationTrainer(
         model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
         data_collator=_Collator(loaded.tokenizer), train_dataset=train_ds, eval_dataset=dev_ds,
         compute_metrics=_metrics_function(dev_teacher_logits),
         callbacks=[CheckpointCompleteMarker(), *(callbacks or []),
-                   *([WallClockLimit(settings.time_limit_minutes)] if settings.time_limit_minutes else [])],
+                   *([WallClockLimit(settings.time_limit_minutes, clock)] if settings.time_limit_minutes else [])],
         loss_config=loss_config,
-        time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio)
+        time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio, clock)
                      if settings.time_limit_minutes and settings.lr_over_time_limit else None),
     )
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if resume:
         print(f"[{meta.get('role', 'model')}] resuming from {last}" if last else "[resume] no checkpoint: from the start")
-    started = time.perf_counter()
+    started, clock_started = time.perf_counter(), clock()
     train_result = trainer.train(resume_from_checkpoint=last)
     train_seconds = time.perf_counter() - started
+    budget_minutes = (clock() - clock_started) / 60
     prediction = trainer.predict(dev_ds, metric_key_prefix="eval")
     dev_logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     final = evaluation_report(np.asarray(splits.dev.labels), dev_logits, dev_teacher_logits, len(meta["labels"]))
     final["eval_loss"] = prediction.metrics.get("eval_loss")
     final["train_loss"] = train_result.training_loss
     final["train_examples_per_second"] = train_result.metrics.get("train_samples_per_second")
+    final["train_minutes_on_clock"] = {"clock": settings.time_limit_clock, "minutes": budget_minutes}
     history = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
     folder_meta = {**meta, "parameters": parameters, "calibration": final["calibration"],
                    "metrics": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "n")},
