@@ -59,6 +59,8 @@ READERS: dict[str, str] = {
     "loss.kind": "llmneo.training.trainer",
     "loss.temperature": "llmneo.training.trainer",
     "loss.alpha": "llmneo.training.trainer",
+    "loss.hidden_weight": "llmneo.training.trainer",
+    "loss.hidden_layers": "llmneo.training.pipeline",
     "cache.dir": "llmneo.training.teacher",
     "cache.batch_size": "llmneo.training.teacher",
     "cache.shard_size": "llmneo.training.teacher",

@@ -10,10 +10,12 @@ from llmneo.data.augment import (
     augment_texts,
     embedding_neighbours,
     frequency_vocabulary,
+    join_transfer_sets,
     mask_words,
     read_transfer_set,
     replace_words,
     sample_ngram,
+    unlabelled_pool,
     write_transfer_set,
 )
 
@@ -109,3 +111,24 @@ def test_write_then_read_round_trip_and_user_files(tmp_path):
     empty.write_text("\n")
     with pytest.raises(AugmentError, match="empty"):
         read_transfer_set(empty)
+
+
+def test_the_unlabelled_pool_holds_the_texts_outside_the_labelled_ones_once_each():
+    everything = ["good film", "bad  film", "good film", "a plot", "dull", "a plot"]
+    pool = unlabelled_pool(everything, labelled=["dull", "bad film"])
+    assert pool.texts == ["good film", "a plot"]  # whitespace-normalised, repeats and labelled texts out
+    assert pool.source_rows == [0, 3] and pool.methods == ["pool", "pool"]  # provenance: rows of `everything`
+    assert pool.meta["duplicates_dropped"] == 2
+    with pytest.raises(AugmentError, match="the unlabelled pool is empty"):
+        unlabelled_pool(["dull"], labelled=["dull"])
+
+
+def test_joined_transfer_sets_drop_repeats_and_cap_with_a_report():
+    pool = unlabelled_pool(["good film", "a plot", "fine"], labelled=[])
+    variants = augment_texts(TEXTS, ["ngram"], 2, seed=3, progress=False)
+    joined = join_transfer_sets([pool, variants], max_rows=None, seed=0)
+    assert joined.texts[:3] == ["good film", "a plot", "fine"] and len(set(joined.texts)) == len(joined)
+    assert joined.meta["per_method"]["pool"] == 3
+    capped = join_transfer_sets([pool, variants], max_rows=4, seed=0)
+    assert len(capped) == 4 and capped.meta["capped_from"] == len(joined)
+    assert capped.texts == join_transfer_sets([pool, variants], max_rows=4, seed=0).texts  # seeded

@@ -14,8 +14,8 @@ from safetensors.numpy import load_file
 
 from conftest import write_tiny_config
 from llmneo.config import load_config
+from llmneo.training.callbacks import COMPLETE_MARKER, last_complete_checkpoint
 from llmneo.training.pipeline import run_teacher_stage
-from llmneo.training.trainer import COMPLETE_MARKER, last_complete_checkpoint
 
 CLI = [sys.executable, "-m", "llmneo.cli"]
 

@@ -80,7 +80,7 @@ def test_reduced_best_cpu_recipe_and_its_ablation_end_to_end(tmp_path, tiny_bert
 
     shipped = yaml.safe_load(Path("configs/best-cpu.yaml").read_text())
     path = write_tiny_config(tmp_path, tiny_bert_source, "run:teacher", sst2_dir,
-                             augment={**shipped["augment"], "n_per_example": 1},
+                             augment={**shipped["augment"], "n_per_example": 1, "max_rows": 96},
                              loss=shipped["loss"], cache={"backend": shipped["cache"]["backend"]},
                              student={"lora": shipped["student"]["lora"], "keep_layers": [0, 2]})
     runner = CliRunner()
@@ -104,3 +104,22 @@ def test_a_bad_arm_names_its_key(tmp_path, tiny_bert_source, sst2_dir):
     path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir)
     result = CliRunner().invoke(app, ["compare", "--config", str(path), "--arm", "x: loss.alpah=0"])
     assert result.exit_code == 2 and "loss.alpah: unknown key" in result.output
+
+
+def test_rest_of_train_is_the_split_outside_the_labelled_rows_without_labels(tmp_path, tiny_bert_source, sst2_dir):
+    from llmneo.data import load_splits
+    from llmneo.training.transfer import transfer_path
+
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir,
+                             augment={"enabled": True, "rest_of_train": True, "methods": [], "max_rows": 500})
+    config = load_config(path)
+    gold = student_splits(config).train
+    transfer = load_transfer_set(config, gold)
+    everything = load_splits(config.data.model_copy(update={"max_train_samples": None})).train
+    assert len(transfer) == 500 and transfer.meta["capped_from"] > 60_000  # the 67,349 less the 64, less repeats
+    assert not set(transfer.texts) & set(gold.texts) and set(transfer.methods) == {"pool"}
+    assert all(everything.texts[row] == text for row, text in zip(transfer.source_rows, transfer.texts))
+    rows = [json.loads(line) for line in transfer_path(config).read_text().splitlines()]
+    assert all(set(row) == {"sentence", "source_row", "method"} for row in rows)  # no label travels with a row
+    with pytest.raises(Exception, match="methods is empty and rest_of_train is false"):
+        load_config(path, ["augment.rest_of_train=false"])

@@ -198,6 +198,15 @@ class LossConfig(_Strict):
     kind: Literal["kl", "reverse_kl", "js"] = Field("kl", description="Divergence between teacher and student.")
     temperature: float = Field(2.0, gt=0, description="Softening temperature T.")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KD term; 1-alpha weights cross-entropy.")
+    hidden_weight: float = Field(
+        0.0, ge=0, description="Weight of the intermediate-layer term (Patient KD on mean-pooled hidden states, "
+        "through a learned projection, so widths and tokenizers may differ); 0: off. The teacher's pooled states "
+        "are cached like its logits."
+    )
+    hidden_layers: list[int] | None = Field(
+        None, description="The teacher layers (0-based) the student's layers learn from, one per student layer, "
+        "in order. Default: the student's keep_layers when it is cut from the run's teacher, else evenly spaced."
+    )
 
 
 class CacheConfig(_Strict):

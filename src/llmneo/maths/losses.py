@@ -1,8 +1,11 @@
-"""Knowledge-distillation losses over class logits: pure functions and a thin registry.
+"""Knowledge-distillation losses over class logits and hidden states: pure functions and a thin registry.
 
 Each divergence compares temperature-softened distributions; the T^2 factor that keeps the soft
 gradients on the scale of the hard ones (Hinton et al., 2015) is applied in one place only,
 `distillation_loss`. KD is over class logits, so teacher and student may use different tokenizers.
+The intermediate-layer term (`hidden_state_loss`) compares *mean-pooled* hidden states, which keeps
+that freedom: pooling over tokens makes the term independent of how each side tokenised the text,
+and a learned projection (trained with the student, dropped when it is saved) bridges widths.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ __all__ = [
     "IGNORE_LABEL",
     "LossParts",
     "distillation_loss",
+    "hidden_state_loss",
     "js_divergence",
     "kl_divergence",
+    "mean_pool",
     "reverse_kl_divergence",
 ]
 
@@ -80,3 +85,19 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     ce = ce_rows.sum() / gold.sum().clamp_min(1)
     return LossParts(per_row.mean(), kd_rows.mean(), ce)
 
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average of the real tokens' hidden states: (B, T, H) and (B, T) -> (B, H); padding weighs nothing."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
+
+
+def hidden_state_loss(student_states: torch.Tensor, teacher_states: torch.Tensor) -> torch.Tensor:
+    """Patient KD's intermediate term (Sun et al., 2019): the squared distance between L2-normalised pooled
+    hidden states, averaged over layers and rows. Shapes: (B, L, H) both, the student's already projected
+    to the teacher's width. Normalising first makes the term blind to each layer's scale, which differs
+    between networks and along depth. Zero when the states point the same way; at most 4 per layer."""
+    student = F.normalize(student_states.float(), dim=-1)  # (B, L, H)
+    teacher = F.normalize(teacher_states.float(), dim=-1)
+    return (student - teacher).pow(2).sum(-1).mean()

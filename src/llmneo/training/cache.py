@@ -69,17 +69,22 @@ class CacheKey:
     max_length: int
     labels: tuple[str, ...]
     transfer_fingerprint: str = ""  # set for the cache of a transfer set, which holds that split alone
+    hidden_layers: tuple[int, ...] = ()  # set for pooled hidden states of these layers instead of logits
 
     def splits(self) -> tuple[str, ...]:
         """A gold cache holds train and dev; a transfer-set cache holds only the transfer split, so the
-        gold logits are shared by every run on the same data with or without a transfer set."""
-        return ("transfer",) if self.transfer_fingerprint else SPLITS
+        gold logits are shared by every run on the same data with or without a transfer set. Hidden
+        states are trained on, never evaluated: their gold cache holds train alone."""
+        if self.transfer_fingerprint:
+            return ("transfer",)
+        return ("train",) if self.hidden_layers else SPLITS
 
     def as_dict(self) -> dict:
-        """The key as stored in meta.json; a gold-only key keeps the digest it had before transfer sets."""
-        fields = asdict(self) | {"labels": list(self.labels)}
-        if not self.transfer_fingerprint:
-            fields.pop("transfer_fingerprint")
+        """The key as stored in meta.json; a logit key keeps the digest it had before these fields existed."""
+        fields = asdict(self) | {"labels": list(self.labels), "hidden_layers": list(self.hidden_layers)}
+        for name in ("transfer_fingerprint", "hidden_layers"):
+            if not fields[name]:
+                fields.pop(name)
         return fields
 
     def digest(self) -> str:
@@ -92,6 +97,7 @@ class CachedLogits:
     dev: np.ndarray | None  # (N_dev, C)
     meta: dict
     transfer: np.ndarray | None = None  # (N_transfer, C) for the unlabelled transfer set, when there is one
+    # A hidden-state cache stores (N, L * H) pooled states in the same files and fields.
 
     @property
     def teacher_dev_metrics(self) -> dict:

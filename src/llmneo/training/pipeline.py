@@ -31,7 +31,14 @@ from llmneo.tracking.runlog import log_stage_outputs
 from llmneo.training.cache import CachedLogits
 from llmneo.training.distributed import is_main_process
 from llmneo.training.models import build_model
-from llmneo.training.teacher import load_live_teacher, prepare_teacher, teacher_folder, teacher_logits
+from llmneo.training.teacher import (
+    load_live_teacher,
+    prepare_teacher,
+    teacher_folder,
+    teacher_hidden_states,
+    teacher_logits,
+    teacher_source,
+)
 from llmneo.training.trainer import TrainOutcome, fine_tune
 from llmneo.training.transfer import load_transfer_set
 
@@ -147,6 +154,7 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
     train_texts, train_labels, train_logits = training_rows(config, splits, transfer, cached)
     set_seed(config.student.train.seed)  # the new head and LoRA weights start the same in every run
     loaded = build_model(student_model_config(config), config.data.labels)
+    train_hidden = _teacher_hidden_rows(config, splits, transfer, loaded) if config.loss.hidden_weight > 0 else None
     meta = {"role": "student", "labels": config.data.labels, "base_model": config.student.name_or_path,
             "teacher_base_model": config.teacher.name_or_path, "run_name": config.name,
             "loss": config.loss.model_dump(),
@@ -157,7 +165,7 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
         training = DataSplits(LabeledTexts(train_texts, train_labels, "gold+transfer"), splits.dev)
         outcome = fine_tune(loaded, config.student, training, config.run_dir / "student", meta,
                             loss_config=config.loss, train_teacher_logits=train_logits, dev_teacher_logits=cached.dev,
-                            callbacks=tracker.trainer_callbacks(), resume=resume)
+                            callbacks=tracker.trainer_callbacks(), resume=resume, train_teacher_hidden=train_hidden)
         if not is_main_process():
             return outcome
         write_json(config.run_dir / "metrics.json",
@@ -172,6 +180,23 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
               f"(teacher {cached.teacher_dev_metrics.get('accuracy', float('nan')):.4f}), saved to {outcome.model_dir}")
         log_stage_outputs(tracker, config.run_dir)
     return outcome
+
+
+def _teacher_hidden_rows(config: Config, splits: DataSplits, transfer: TransferSet | None, student) -> np.ndarray:
+    """The teacher's pooled states for every training row (gold, then transfer: `training_rows`' order), at
+    the teacher layers paired with the student's layers."""
+    from transformers import AutoConfig
+
+    from llmneo.training.intermediate import depth_and_width, teacher_layers_for
+
+    source, gguf_file = teacher_source(config)
+    teacher_depth = AutoConfig.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {})).num_hidden_layers
+    cut_from_teacher = config.student.name_or_path in (RUN_TEACHER, config.teacher.name_or_path)
+    layers = teacher_layers_for(depth_and_width(student.model)[0], teacher_depth, config.loss.hidden_layers,
+                                config.student.keep_layers if cut_from_teacher else None)
+    print(f"[student] intermediate-layer term (weight {config.loss.hidden_weight:g}): student layers -> "
+          f"teacher layers {layers}")
+    return teacher_hidden_states(config, splits, layers, transfer)
 
 
 def training_rows(config: Config, splits: DataSplits, transfer: TransferSet | None,

@@ -29,6 +29,7 @@ __all__ = [
     "load_live_teacher",
     "prepare_teacher",
     "teacher_folder",
+    "teacher_hidden_states",
     "teacher_logits",
     "teacher_recipe",
     "teacher_source",
@@ -128,13 +129,15 @@ def _dev_path(config: Config) -> Path | None:
     return Path(config.data.eval_file) if config.data.eval_file else None
 
 
-def cache_for(config: Config, splits: DataSplits, transfer: TransferSet | None = None) -> LogitCache:
+def cache_for(config: Config, splits: DataSplits, transfer: TransferSet | None = None,
+              hidden_layers: tuple[int, ...] = ()) -> LogitCache:
     source, gguf_file = teacher_source(config)
     key = CacheKey(teacher_id=model_identity(source, gguf_file), train_fingerprint=splits.train.fingerprint(),
                    dev_fingerprint=splits.dev.fingerprint(), kind=config.teacher.kind,
                    template=config.teacher.template if config.teacher.kind == "verbalizer" else "",
                    max_length=config.teacher.max_length, labels=tuple(config.data.labels),
-                   transfer_fingerprint=transfer.fingerprint() if transfer is not None else "")
+                   transfer_fingerprint=transfer.fingerprint() if transfer is not None else "",
+                   hidden_layers=tuple(hidden_layers))
     return LogitCache(config.cache.dir, key)
 
 
@@ -211,3 +214,35 @@ def _merge_with_metrics(cache: LogitCache, dev_labels: list[int] | None, sizes: 
         metrics = classification_metrics(np.asarray(dev_labels), softmax(dev_logits))
     cache.merge(sizes, shard_size, {"teacher": config.teacher.name_or_path, "teacher_dev_metrics": metrics})
     return metrics
+
+
+def teacher_hidden_states(config: Config, splits: DataSplits, layers: list[int],
+                          transfer: TransferSet | None = None) -> np.ndarray:
+    """(N_train [+ N_transfer], L * H) teacher hidden states at `layers`, mean-pooled, cached by shard like the
+    logits (gold and transfer apart). Always through PyTorch: an ONNX graph exposes logits alone."""
+    from llmneo.training.intermediate import teacher_pooled_states
+
+    torch_config = config.model_copy(update={"cache": config.cache.model_copy(update={"backend": "torch"})})
+    predictor: Predictor | None = None
+
+    def compute(chunk, label: str) -> np.ndarray:
+        nonlocal predictor
+        predictor = predictor or load_live_teacher(torch_config, for_cache=True)
+        return teacher_pooled_states(predictor.backend.model, predictor.encode, list(chunk), layers,
+                                     config.cache.batch_size, config.cache.mixed_precision,
+                                     progress=label.replace("logits", f"hidden states {layers}"))
+
+    parts = [("train", cache_for(config, splits, hidden_layers=tuple(layers)), splits.train.texts)]
+    if transfer is not None:
+        parts.append(("transfer", cache_for(config, splits, transfer, tuple(layers)), transfer.texts))
+    arrays = []
+    for split, cache, texts in parts:
+        cached = _load_verified(cache)
+        if cached is None:
+            cache.build(compute, {split: texts}, config.cache.shard_size)
+            cache.merge({split: len(texts)}, config.cache.shard_size,
+                        {"teacher": config.teacher.name_or_path, "hidden_layers": layers})
+            cached = cache.load()
+        print(f"[cache] teacher hidden states {layers} for {len(texts):,} {split} rows in {cache.folder}")
+        arrays.append(getattr(cached, split))
+    return np.concatenate(arrays)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, Train
 from llmneo.atomic import atomic_dir
 from llmneo.config import LossConfig, ModelConfig, StudentConfig, TeacherConfig, TrainSettings
 from llmneo.data import DataSplits
-from llmneo.maths.losses import distillation_loss
+from llmneo.maths.losses import distillation_loss, hidden_state_loss
 from llmneo.maths.metrics import (
     agreement,
     classification_metrics,
@@ -35,18 +35,21 @@ from llmneo.maths.metrics import (
 )
 from llmneo.maths.params import count_parameters
 from llmneo.modelfolder.weights import LoadedModel, VerbalizerClassifier, save_model_folder
+from llmneo.training.callbacks import (
+    CheckpointCompleteMarker,
+    TimeBudgetSchedule,
+    WallClockLimit,
+    budget_clock,
+    last_complete_checkpoint,
+)
+from llmneo.training.intermediate import HiddenProjection, depth_and_width, pooled_states
 from llmneo.training.models import apply_lora
 
 __all__ = [
-    "CheckpointCompleteMarker",
     "DistillationTrainer",
-    "TimeBudgetSchedule",
-    "budget_clock",
     "TrainOutcome",
-    "WallClockLimit",
     "evaluation_report",
     "fine_tune",
-    "last_complete_checkpoint",
 ]
 
 
@@ -65,9 +68,11 @@ class DistillationTrainer(Trainer):
     """`Trainer` whose loss is KD + CE when the batch carries `teacher_logits`, CE otherwise."""
 
     def __init__(self, *args: Any, loss_config: LossConfig | None = None,
-                 time_budget: tuple[float, float, Callable[[], float]] | None = None, **kwargs: Any):
+                 time_budget: tuple[float, float, Callable[[], float]] | None = None,
+                 projection: HiddenProjection | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.loss_config = loss_config or LossConfig()
+        self.projection = projection  # trained beside the student for the intermediate-layer term, never saved
         self.time_budget = time_budget  # (seconds, warm-up share, clock) of a clock-driven schedule, or None
         self._component_sums: dict[str, torch.Tensor] = {}
         self._component_count = 0
@@ -102,10 +107,19 @@ class DistillationTrainer(Trainer):
             state_dict = _without_aliases(self.model.state_dict())
         super()._save(output_dir, state_dict)
 
+    def create_optimizer(self, model=None):
+        """The student's optimizer, plus the projection's weights (no decay) when the hidden term is on."""
+        optimizer = super().create_optimizer(model)
+        if self.projection is not None and not getattr(self, "_projection_in_optimizer", False):
+            optimizer.add_param_group({"params": list(self.projection.parameters()), "weight_decay": 0.0})
+            self._projection_in_optimizer = True
+        return optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_logits = inputs.pop("teacher_logits", None)
+        teacher_hidden = inputs.pop("teacher_hidden", None)  # (B, L * H_teacher), training batches only
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        outputs = model(**inputs, **({"output_hidden_states": True} if teacher_hidden is not None else {}))
         if teacher_logits is None:
             loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels)
         else:
@@ -114,6 +128,12 @@ class DistillationTrainer(Trainer):
             loss = parts.total
             if model.training:
                 self._accumulate(kd_loss=parts.kd, ce_loss=parts.ce)
+        if teacher_hidden is not None and self.projection is not None:
+            layers = len(self.projection.maps)
+            student = pooled_states(outputs.hidden_states, inputs["attention_mask"], range(layers))  # (B, L, H_s)
+            hidden = hidden_state_loss(self.projection(student), teacher_hidden.view(len(labels), layers, -1))
+            loss = loss + self.loss_config.hidden_weight * hidden
+            self._accumulate(hidden_loss=hidden)
         return (loss, outputs) if return_outputs else loss
 
     def _accumulate(self, **components: torch.Tensor) -> None:
@@ -140,91 +160,6 @@ def _without_aliases(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return kept
 
 
-COMPLETE_MARKER = ".complete"
-
-
-class CheckpointCompleteMarker(TrainerCallback):
-    """Marks a checkpoint folder complete once Trainer has written all of it.
-
-    Trainer writes `checkpoint-N/` file by file; a process killed mid-save leaves a folder that
-    `get_last_checkpoint` would trust. `on_save` runs after the save, so the marker makes the
-    checkpoint atomic from the point of view of `--resume`.
-    """
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                (folder / COMPLETE_MARKER).write_text(str(state.global_step))
-        return control
-
-
-def budget_clock(kind: str) -> Callable[[], float]:
-    """Seconds for a time budget. `cpu` is this process's CPU time over its torch threads: on an idle
-    machine it runs at wall-clock speed, on a shared one it slows down with the share of the cores the
-    process gets, so a budget buys the same compute either way."""
-    if kind == "wall":
-        return time.perf_counter
-    threads = torch.get_num_threads()
-    return lambda: time.process_time() / threads
-
-
-class WallClockLimit(TrainerCallback):
-    """Stops training once `minutes` have passed on `clock`, with one last evaluation and save.
-
-    An ablation compares arms under the same time cap rather than the same number of steps:
-    a cheaper loss or a smaller set may use its time for more epochs.
-    """
-
-    def __init__(self, minutes: float, clock: Callable[[], float] = time.perf_counter):
-        self.seconds = minutes * 60
-        self.clock = clock
-        self.started: float | None = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = self.clock()
-        return control
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.started is not None and self.clock() - self.started > self.seconds:
-            print(f"[train] time limit of {self.seconds / 60:.1f} min reached at step {state.global_step}")
-            control.should_training_stop = True
-            control.should_evaluate = True
-            control.should_save = True
-        return control
-
-
-class TimeBudgetSchedule:
-    """Learning-rate factor from the share of a wall-clock budget spent: linear warm-up, linear decay.
-
-    Not reproducible step for step (it reads the clock), which is the point: every run under the same
-    budget ends with a fully decayed rate, however fast its steps were.
-    """
-
-    def __init__(self, budget_seconds: float, warmup_share: float, clock: Callable[[], float] = time.perf_counter):
-        self.budget, self.warmup, self.clock = budget_seconds, warmup_share, clock
-        self.started = clock()
-
-    def __call__(self) -> float:
-        share = min((self.clock() - self.started) / self.budget, 1.0)
-        if share < self.warmup:
-            return max(share / self.warmup, 1e-3)
-        return max(1.0 - share, 0.0) / (1.0 - self.warmup)
-
-
-def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
-    """The newest checkpoint with its completion marker; unfinished newer ones are reported."""
-    if not checkpoint_dir.is_dir():
-        return None
-    found = sorted((p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for folder in found:
-        if (folder / COMPLETE_MARKER).is_file():
-            return str(folder)
-        print(f"[resume] ignoring unfinished checkpoint {folder}")
-    return None
-
-
 def _texts(splits_texts: list[str], model_cfg: ModelConfig) -> list[str]:
     if model_cfg.kind == "verbalizer":
         return [model_cfg.template.format(text=t) for t in splits_texts]
@@ -232,8 +167,10 @@ def _texts(splits_texts: list[str], model_cfg: ModelConfig) -> list[str]:
 
 
 def _dataset(loaded: LoadedModel, texts: list[str], labels: list[int], max_length: int,
-             teacher_logits: np.ndarray | None) -> Dataset:
+             teacher_logits: np.ndarray | None, with_rows: bool = False) -> Dataset:
     columns: dict[str, Any] = {"text": texts, "labels": labels}
+    if with_rows:  # the collator looks per-row arrays (teacher hidden states) up by this index
+        columns["row"] = list(range(len(texts)))
     if teacher_logits is not None:
         if len(teacher_logits) != len(texts):
             raise ValueError(f"teacher logits have {len(teacher_logits)} rows for {len(texts)} texts")
@@ -244,16 +181,21 @@ def _dataset(loaded: LoadedModel, texts: list[str], labels: list[int], max_lengt
 
 
 class _Collator:
-    """Dynamic padding for token columns; teacher logits are stacked alongside."""
+    """Dynamic padding for token columns; teacher logits are stacked alongside, and teacher hidden states
+    looked up by row (kept as one numpy array: as a dataset column they would be lists of Python floats)."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, teacher_hidden: np.ndarray | None = None):
         self.pad = DataCollatorWithPadding(tokenizer)
+        self.teacher_hidden = teacher_hidden  # (N_train, L * H) or None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         teacher = [f.pop("teacher_logits") for f in features] if "teacher_logits" in features[0] else None
+        rows = [f.pop("row") for f in features] if "row" in features[0] else None
         batch = self.pad(features)
         if teacher is not None:
             batch["teacher_logits"] = torch.tensor(teacher, dtype=torch.float32)
+        if rows is not None and self.teacher_hidden is not None:
+            batch["teacher_hidden"] = torch.from_numpy(self.teacher_hidden[rows])
         return batch
 
 
@@ -307,6 +249,19 @@ def _training_arguments(settings: TrainSettings, checkpoint_dir: Path, model_cfg
     )
 
 
+def _projection(loaded: LoadedModel, teacher_hidden: np.ndarray | None, rows: int) -> HiddenProjection | None:
+    """The width bridge of the intermediate-layer term, sized from the student and the cached states."""
+    if teacher_hidden is None:
+        return None
+    if len(teacher_hidden) != rows:
+        raise ValueError(f"teacher hidden states have {len(teacher_hidden)} rows for {rows} training texts")
+    layers, width = depth_and_width(loaded.model)
+    if teacher_hidden.shape[1] % layers:
+        raise ValueError(f"teacher hidden states of width {teacher_hidden.shape[1]} do not split into {layers} layers")
+    projection = HiddenProjection(layers, width, teacher_hidden.shape[1] // layers)
+    return projection.to(next(loaded.model.parameters()).device)
+
+
 def evaluation_report(labels: np.ndarray, logits: np.ndarray, teacher_logits: np.ndarray | None,
                       num_classes: int) -> dict[str, Any]:
     """Final dev figures: metrics, confusion matrix, agreement, and the fitted calibration temperature."""
@@ -325,12 +280,14 @@ def evaluation_report(labels: np.ndarray, logits: np.ndarray, teacher_logits: np
 def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, splits: DataSplits, output_dir: Path,
               meta: dict[str, Any], loss_config: LossConfig | None = None,
               train_teacher_logits: np.ndarray | None = None, dev_teacher_logits: np.ndarray | None = None,
-              callbacks: list[TrainerCallback] | None = None, resume: bool = False) -> TrainOutcome:
+              callbacks: list[TrainerCallback] | None = None, resume: bool = False,
+              train_teacher_hidden: np.ndarray | None = None) -> TrainOutcome:
     """Train `loaded` on `splits` and save it as a model folder at `output_dir` (atomically).
 
     The stage's config says everything else: `train` (the schedule), `lora` (adapters, merging) and
     the model settings (template, max length, device, dtype). With `train_teacher_logits` the loss
-    is KD + CE (`loss_config`); without, plain cross-entropy.
+    is KD + CE (`loss_config`); without, plain cross-entropy. With `train_teacher_hidden` (N, L * H: the
+    teacher's pooled states for each student layer, in order) the intermediate-layer term is added.
     """
     model_cfg, settings, lora = stage_cfg, stage_cfg.train, stage_cfg.lora
     if settings.num_threads:
@@ -341,21 +298,23 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     parameters = count_parameters(loaded.model)
     print(f"[{meta.get('role', 'model')}] parameters: {parameters['total']:,.0f} total, "
           f"{parameters['trainable']:,.0f} trainable ({parameters['trainable_share']:.2%})")
+    projection = _projection(loaded, train_teacher_hidden, len(splits.train))
     train_ds = _dataset(loaded, _texts(splits.train.texts, model_cfg), splits.train.labels, model_cfg.max_length,
-                        train_teacher_logits)
+                        train_teacher_logits, with_rows=projection is not None)
     dev_ds = _dataset(loaded, _texts(splits.dev.texts, model_cfg), splits.dev.labels, model_cfg.max_length,
                       dev_teacher_logits)
     checkpoint_dir = output_dir.parent / f"checkpoints-{output_dir.name}"
     clock = budget_clock(settings.time_limit_clock)
     trainer = DistillationTrainer(
         model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
-        data_collator=_Collator(loaded.tokenizer), train_dataset=train_ds, eval_dataset=dev_ds,
+        data_collator=_Collator(loaded.tokenizer, train_teacher_hidden), train_dataset=train_ds, eval_dataset=dev_ds,
         compute_metrics=_metrics_function(dev_teacher_logits),
         callbacks=[CheckpointCompleteMarker(), *(callbacks or []),
                    *([WallClockLimit(settings.time_limit_minutes, clock)] if settings.time_limit_minutes else [])],
         loss_config=loss_config,
         time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio, clock)
                      if settings.time_limit_minutes and settings.lr_over_time_limit else None),
+        projection=projection,
     )
     last = last_complete_checkpoint(checkpoint_dir) if resume else None
     if resume:

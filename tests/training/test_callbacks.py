@@ -1,0 +1,36 @@
+"""The time cap's clocks and the learning-rate schedule that spans it."""
+
+import time
+
+import pytest
+
+from llmneo.training.callbacks import TimeBudgetSchedule, budget_clock
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_schedule_warms_up_then_decays_to_zero_at_the_cap():
+    clock = FakeClock()
+    schedule = TimeBudgetSchedule(budget_seconds=100, warmup_share=0.1, clock=clock)
+    factors = {}
+    for elapsed in (0, 5, 10, 55, 100, 130):
+        clock.now = 100.0 + elapsed
+        factors[elapsed] = schedule()
+    assert factors[0] == pytest.approx(1e-3)  # never exactly zero: the first step still moves
+    assert factors[5] == pytest.approx(0.5) and factors[10] == pytest.approx(1.0)
+    assert factors[55] == pytest.approx(0.5)  # halfway through the decay
+    assert factors[100] == 0.0 and factors[130] == 0.0  # past the cap: fully decayed
+
+
+def test_the_cpu_clock_ignores_time_spent_waiting():
+    wall, cpu = budget_clock("wall"), budget_clock("cpu")
+    wall_start, cpu_start = wall(), cpu()
+    time.sleep(0.3)  # a process that waits (as one starved of cores does) spends no CPU time
+    assert wall() - wall_start >= 0.29
+    assert cpu() - cpu_start < 0.1
