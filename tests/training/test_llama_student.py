@@ -19,7 +19,12 @@ from llmneo.serve.app import create_app
 from llmneo.serve.launch import serve_in_thread
 from llmneo.serve.settings import ServeSettings
 from llmneo.training.models import build_model
-from llmneo.training.pipeline import run_cache_stage, run_distill_stage, run_teacher_stage, student_model_config
+from llmneo.training.pipeline import (
+    run_cache_stage,
+    run_distill_stage,
+    run_teacher_stage,
+    student_model_config,
+)
 
 TEXTS = ["a fine , moving film", "dull", "the plot is a mess and the acting is worse than the script"]
 
