@@ -68,7 +68,7 @@ def measure_folder(name: str, folder: Path, roles: tuple[str, ...], texts: list[
             return Measured(name, [BenchResult(**row) for row in saved["results"]],
                             [f"{name}: {note}" for note in saved["notes"]])
     notes: list[str] = []
-    specs = model_specs(folder, data_path, notes, export_settings, roles)
+    specs = model_specs(folder, data_path, notes, export_settings, roles, settings.max_examples)
     results = []
     for spec in specs:
         print(f"[sweep] {name}: measuring {spec.name}")
