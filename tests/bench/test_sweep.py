@@ -28,6 +28,8 @@ def test_students_parse_in_both_forms_and_caps_name_their_student():
     assert parse_student("l1=student.keep_layers=[0] student.lora.enabled=false") == (
         "l1", ["student.keep_layers=[0]", "student.lora.enabled=false"])
     assert parse_student("l1: student.keep_layers=[0]") == ("l1", ["student.keep_layers=[0]"])
+    assert parse_student("minilm-l3") == ("minilm-l3", FRONTIER_STUDENTS["minilm-l3"])  # a default, by name
+    assert parse_student("own=") == ("own", [])  # the run's own recipe
     with pytest.raises(ConfigError, match="plain NAME"):
         parse_student("a/b=student.keep_layers=[0]")
     assert parse_cap("l1=2.5", {"l1": []}) == ("l1", 2.5)

@@ -70,7 +70,10 @@ class SweepOutcome:
 
 
 def parse_student(spec: str) -> tuple[str, list[str]]:
-    """`NAME=key=value ...` or `NAME: key=value ...` -> (NAME, overrides)."""
+    """`NAME=key=value ...` or `NAME: key=value ...` -> (NAME, overrides); a bare NAME of a default student
+    is that student (`NAME=` with nothing after it is the run's own recipe)."""
+    if spec.strip() in FRONTIER_STUDENTS:
+        return spec.strip(), list(FRONTIER_STUDENTS[spec.strip()])
     head, sep, rest = spec.partition("=")
     if ":" in head or not sep:
         return parse_arm(spec)

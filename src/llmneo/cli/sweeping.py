@@ -15,8 +15,9 @@ def sweep(
     config: ConfigOption,
     set_: SetOption = None,
     student: Annotated[list[str] | None, typer.Option(
-        "--student", help="'NAME=key=value ...' or 'NAME: key=value ...' (repeatable); default: MiniLM-L6 cut to "
-        "1, 2, 3 and 6 layers, the 6-layer one with LoRA too, and SmolLM2-135M with the reference LoRA recipe.")] = None,
+        "--student", help="'NAME=key=value ...' or 'NAME: key=value ...', or the NAME of a default student "
+        "(repeatable); default: minilm-l1, -l2, -l3, -l6 (MiniLM-L6 cut to 1, 2, 3, 6 layers), minilm-l6-lora and "
+        "smollm2-lora-r4 (SmolLM2-135M, the reference LoRA recipe).")] = None,
     minutes: Annotated[float | None, typer.Option(min=0.1, help="Wall-clock training cap per student.")] = 10.0,
     cap: Annotated[list[str] | None, typer.Option(
         "--cap", help="'NAME=MINUTES': this student's own cap (repeatable).")] = None,
