@@ -111,7 +111,9 @@ def test_a_reduced_sweep_trains_benchmarks_draws_the_frontier_and_promotes_the_p
     for speed in ("latency", "throughput"):  # marked exactly the undominated points
         front = {p.label for p in pareto_front(frontier_points(rows), speed)}
         assert {f"{r['name']} ({r['backend']})" for r in rows if r[f"frontier_{speed}"]} == front
-    assert frontier["setup"]["dev texts"] == 40 and frontier["setup"]["wall_seconds"] > 0
+    setup = frontier["setup"]
+    assert setup["dev texts"] == 40 and setup["wall_seconds"] >= sum(setup["seconds"].values()) > 0
+    assert set(setup["seconds"]) == {"teacher, transfer set, cache", "students", "benchmarks"}
     assert len(_rows((run_dir / "frontier.md").read_text())) == 8
     assert png_size((run_dir / "frontier.png").read_bytes())[0] >= 1000
     choice = frontier["pick"]["choice"]

@@ -18,6 +18,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,17 @@ def _write(config: Config, outcome: SweepOutcome, setup: dict[str, Any], student
     (run_dir / "frontier.png").write_bytes(png_bytes(figure))
 
 
+def _choose(rule: PickRule, rows: list[dict[str, Any]], arms: list[ArmResult], promote: bool, tracker: Any,
+            config: Config) -> tuple[dict[str, Any], str | None]:
+    """The pick (`rule` and the chosen row, or None) and, with `promote`, the registry version it became."""
+    chosen = pick(frontier_points(rows), rule)
+    row = next((r for r in rows if chosen and (r["name"], r["backend"]) == (chosen.name, chosen.backend)), None)
+    version = None
+    if chosen and promote:
+        version = _promote(tracker, config, Path(next(arm.run_dir for arm in arms if arm.arm == chosen.name)))
+    return {"rule": rule.describe(), "choice": row}, version
+
+
 def run_sweep(config: Config, students: dict[str, list[str]], minutes: float | None, fresh: bool = False,
               settings: BenchSettings | None = None, rule: PickRule | None = None,
               promote: bool = False) -> SweepOutcome:
@@ -212,7 +224,7 @@ def run_sweep(config: Config, students: dict[str, list[str]], minutes: float | N
     from llmneo.training.ablation import run_ablation
     from llmneo.training.pipeline import run_augment_stage, run_cache_stage, run_teacher_stage
 
-    started = time.perf_counter()
+    clock = [time.perf_counter()]
     settings = settings or BenchSettings()
     configs = student_configs(config, students, minutes)
     if promote and (rule is None or not config.tracking.enabled):
@@ -221,22 +233,22 @@ def run_sweep(config: Config, students: dict[str, list[str]], minutes: float | N
     run_teacher_stage(config, resume=True)
     run_augment_stage(config)
     run_cache_stage(config)
+    clock.append(time.perf_counter())
     with tracking.stage_run(config, "sweep") as tracker:
         arms = run_ablation(config, students, minutes, resume=True, folder=SWEEP_FOLDER)
+        clock.append(time.perf_counter())
         teacher, measured, data_path, count = _measure_all(config, arms, settings)
+        clock.append(time.perf_counter())
         rows = frontier_rows(teacher, measured)
         notes = [note for m in ([teacher] if teacher else []) + measured for note in m.notes] + _notes(rows)
         outcome = SweepOutcome(config.run_dir, rows, notes, 0.0)
         if rule is not None:
-            chosen = pick(frontier_points(rows), rule)
-            outcome.picked = {"rule": rule.describe(), "choice": next(
-                (r for r in rows if chosen and (r["name"], r["backend"]) == (chosen.name, chosen.backend)), None)}
-            if chosen and promote:
-                folder = Path(next(arm.run_dir for arm in arms if arm.arm == chosen.name))
-                outcome.promoted_version = _promote(tracker, config, folder)
-        outcome.wall_seconds = time.perf_counter() - started
-        setup = {"wall_seconds": round(outcome.wall_seconds, 1), "dev texts": count, "data": str(data_path),
-                 "threads (batch 32)": settings.threads or "all cores",
+            outcome.picked, outcome.promoted_version = _choose(rule, rows, arms, promote, tracker, config)
+        outcome.wall_seconds = time.perf_counter() - clock[0]
+        setup = {"wall_seconds": round(outcome.wall_seconds, 1),
+                 "seconds": dict(zip(("teacher, transfer set, cache", "students", "benchmarks"),
+                                     (round(b - a, 1) for a, b in pairwise(clock)))),
+                 "dev texts": count, "data": str(data_path), "threads (batch 32)": settings.threads or "all cores",
                  "threads (batch 1)": settings.latency_threads or "all cores",
                  "cpu cores": multiprocessing.cpu_count(), "minutes per student": minutes,
                  "caps": {n: c.student.train.time_limit_minutes for n, c in configs.items()}}
