@@ -68,14 +68,15 @@ def _panel(axis: Any, points: list[FrontierPoint], speed: Speed, colours: dict[s
     def x(point: FrontierPoint) -> float:
         return point.latency_ms if speed == "latency" else point.throughput
 
+    front = pareto_front(points, speed)
     for point in points:
         teacher = point.role == "teacher"
         axis.scatter(x(point), 100 * point.accuracy, s=140 if teacher else 45, zorder=3,
                      marker="*" if teacher else _MARKERS.get(point.backend, "o"),
                      color="black" if teacher else colours[point.name], edgecolors="white", linewidths=0.5)
-        axis.annotate(point.label, (x(point), 100 * point.accuracy), fontsize=6, xytext=(4, 3),
-                      textcoords="offset points")
-    front = pareto_front(points, speed)
+        if point in front:  # the points worth reading are named; the rest by colour and marker
+            axis.annotate(point.label, (x(point), 100 * point.accuracy), fontsize=7, xytext=(5, -3),
+                          textcoords="offset points")
     axis.plot([x(p) for p in front], [100 * p.accuracy for p in front], linestyle="--", color="tab:red",
               linewidth=1, zorder=2, label="Pareto frontier")
     axis.set_xscale("log")
@@ -94,8 +95,11 @@ def frontier_figure(rows: Sequence[Row], title: str = "Students: dev accuracy ag
     colours = {name: f"C{index % 10}" for index, name in enumerate(names)}
     for axis, speed in zip(figure.subplots(1, 2), ("latency", "throughput")):
         _panel(axis, points, speed, colours)
-    handles = [figure.axes[0].scatter([], [], marker=m, color="grey", label=b) for b, m in _MARKERS.items()]
-    handles.append(figure.axes[0].scatter([], [], marker="*", color="black", s=140, label="teacher"))
-    figure.axes[1].legend(handles=[*handles, *figure.axes[0].get_lines()[:1]], loc="lower right", fontsize=7)
+    left, right = figure.axes
+    models = [left.scatter([], [], marker="o", color=colour, label=name) for name, colour in colours.items()]
+    left.legend(handles=models, loc="best", fontsize=7, title="student", title_fontsize=7)
+    backends = [left.scatter([], [], marker=m, color="grey", label=b) for b, m in _MARKERS.items()]
+    backends.append(left.scatter([], [], marker="*", color="black", s=140, label="teacher"))
+    right.legend(handles=[*backends, *left.get_lines()[:1]], loc="best", fontsize=7)
     figure.suptitle(title)
     return figure
