@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps models demo best-cpu test test-fast container-test bench lint clean
+.PHONY: install system-deps models demo best-cpu sweep test test-fast container-test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ demo: install
 best-cpu: models
 	$(BIN)/llmneo run --config configs/best-cpu.yaml
 	$(BIN)/llmneo compare --config configs/best-cpu.yaml --minutes 7
+
+# The accuracy/speed frontier of six students trained from best-cpu's teacher and caches (about 40-45 min).
+sweep: models
+	$(BIN)/llmneo sweep --config configs/best-cpu.yaml --minutes 2 --cap smollm2-lora-r4=6
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class BenchResult:
     gflop_per_example: float   # mean over dev, padding included
     achieved_gflops: float     # during the batch-32 pass
     peak_share: float          # achieved_gflops / matmul peak
+    roc_auc: float = float("nan")
+    predicted: list[int] = field(default_factory=list)  # class per dev text: agreement between models
 
 
 class _CountingBackend:
@@ -136,7 +138,8 @@ def measure_accuracy_throughput(predictor: Any, spec: ModelSpec, texts: list[str
             predictor.backend = inner
     metrics = classification_metrics(np.asarray(labels), softmax(logits))
     flops = batches_flops(_model_config(Path(spec.folder)), counting.shapes)
-    return {"accuracy": metrics["accuracy"], "f1": metrics["f1"], "parameters": _parameters(predictor),
+    return {"accuracy": metrics["accuracy"], "f1": metrics["f1"], "roc_auc": metrics["roc_auc"],
+            "predicted": logits.argmax(axis=1).tolist(), "parameters": _parameters(predictor),
             "size_mb": weights_size(Path(spec.folder)) / 1e6, "peak_rss_mb": _peak_rss_mb(),
             "throughput": len(texts) / seconds, "gflop_per_example": flops / len(texts) / 1e9,
             "achieved_gflops": flops / seconds / 1e9}

@@ -28,40 +28,49 @@ from llmneo.bench.tables import bench_figure, render_markdown
 from llmneo.bench.targets import check_targets
 from llmneo.modelfolder import META_FILE, has_model_folder, read_model_meta
 
-__all__ = ["bench", "resolve_inputs"]
+__all__ = ["ROLES", "bench", "model_specs", "resolve_inputs"]
+
+ROLES = ("teacher", "student")
 
 
 def _onnx_spec(name: str, role: str, source: Path, folder: Path, quantize: str, data_path: Path,
-               notes: list[str], export_settings: Any = None) -> ModelSpec | None:
+               notes: list[str], export_settings: Any = None, max_examples: int | None = None) -> ModelSpec | None:
     """The exported model at `folder`, exported from `source` first when missing; None when refused."""
     from llmneo.inference.export import ExportRefused, export_model
 
     if not has_model_folder(folder):
         print(f"{folder}: missing, exporting now")
         try:
-            export_model(source, quantize=quantize, out_dir=folder, data_path=data_path, settings=export_settings)
+            export_model(source, quantize=quantize, out_dir=folder, data_path=data_path, settings=export_settings,
+                         max_examples=max_examples)
         except ExportRefused as refused:
             notes.append(f"{name} not measured: {refused}")
             return None
     return ModelSpec(name, role, str(folder), "onnx", "int8" if quantize == "int8" else "fp32")
 
 
-def _model_specs(run_dir: Path, data_path: Path, notes: list[str], export_settings: Any = None) -> list[ModelSpec]:
-    """Teacher in torch and ONNX fp32 (the same-backend comparison), student in torch, ONNX fp32 and int8."""
+def model_specs(run_dir: Path, data_path: Path, notes: list[str], export_settings: Any = None,
+                roles: tuple[str, ...] = ROLES, max_examples: int | None = None) -> list[ModelSpec]:
+    """Teacher in torch and ONNX fp32 (the same-backend comparison), student in torch, ONNX fp32 and int8.
+
+    `roles` leaves a role out: a sweep measures its teacher once, not beside every student. A missing
+    export is checked against PyTorch on the same first `max_examples` dev texts the models are measured on."""
     from llmneo.inference.export import default_export_dir
 
     specs: list[ModelSpec | None] = []
     teacher = run_dir / "teacher"
-    if has_model_folder(teacher):
+    if "teacher" in roles and has_model_folder(teacher):
         specs += [ModelSpec("teacher torch fp32", "teacher", str(teacher), "torch", "fp32"),
                   _onnx_spec("teacher onnx fp32", "teacher", teacher, run_dir / "export" / "teacher-onnx-fp32",
-                             "none", data_path, notes, export_settings)]
-    else:
+                             "none", data_path, notes, export_settings, max_examples)]
+    elif "teacher" in roles:
         notes.append(f"{teacher}: no teacher model folder, teacher not measured")
-    specs.append(ModelSpec("student torch fp32", "student", str(run_dir / "student"), "torch", "fp32"))
-    for quantize, precision in (("none", "fp32"), ("int8", "int8")):
-        specs.append(_onnx_spec(f"student onnx {precision}", "student", run_dir,
-                                default_export_dir(run_dir, quantize), quantize, data_path, notes, export_settings))
+    if "student" in roles:
+        specs.append(ModelSpec("student torch fp32", "student", str(run_dir / "student"), "torch", "fp32"))
+        for quantize, precision in (("none", "fp32"), ("int8", "int8")):
+            specs.append(_onnx_spec(f"student onnx {precision}", "student", run_dir,
+                                    default_export_dir(run_dir, quantize), quantize, data_path, notes,
+                                    export_settings, max_examples))
     return [spec for spec in specs if spec is not None]
 
 
@@ -119,7 +128,7 @@ def bench(run_dir: str | Path, data_path: str | Path, out_dir: str | Path | None
     data = read_labeled_head(data_path, read_model_meta(student)["labels"], max_examples)
     texts, labels, count = data.texts, data.labels, len(data)
     notes: list[str] = []
-    specs = _model_specs(run_dir, Path(data_path), notes, export_settings)
+    specs = model_specs(run_dir, Path(data_path), notes, export_settings, max_examples=max_examples)
     # The peak is measured before and after the models and the better kept: on a shared machine
     # one measurement may fall on a busy moment, and a ceiling set too low flatters every model.
     first_peaks = in_fresh_process(peak_in_child, peak_size, num_threads)

@@ -4,7 +4,7 @@ Commands only parse arguments, turn known errors into one-line messages, and cal
 function; the work lives in the stage modules. This module holds the app, the shared options and
 error handling; the commands live in `pipeline` (teacher, cache, distill, run, evaluate, predict,
 config-reference), `experiments` (promote, report, ui), `serving` (serve, bench-serve) and
-`exporting` (export, bench). Nothing in llmneo imports the CLI.
+`exporting` (export, bench) and `sweeping` (sweep). Nothing in llmneo imports the CLI.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from llmneo.cli import pipeline
 from llmneo.cli import experiments
 from llmneo.cli import serving
 from llmneo.cli import exporting
+from llmneo.cli import sweeping
 # isort: on
 
-__all__ = ["app", "experiments", "exporting", "pipeline", "serving"]
+__all__ = ["app", "experiments", "exporting", "pipeline", "serving", "sweeping"]

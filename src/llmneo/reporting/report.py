@@ -30,6 +30,7 @@ from sklearn.metrics import confusion_matrix
 from llmneo.config import flatten
 from llmneo.modelfolder import META_FILE
 from llmneo.reporting import plots
+from llmneo.reporting.frontier import frontier_figure, frontier_table
 
 __all__ = [
     "ReportError",
@@ -67,6 +68,7 @@ class RunOutputs:
     predictions: pd.DataFrame | None = None
     student_meta: dict[str, Any] | None = None
     teacher_meta: dict[str, Any] | None = None
+    frontier: dict[str, Any] | None = None  # frontier.json of `llmneo sweep`
     labels: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +129,7 @@ def read_run_folder(run_dir: str | Path) -> RunOutputs:
         summary=_read_json(run_dir / "summary.json"),
         student_meta=_read_json(run_dir / "student" / META_FILE),
         teacher_meta=_read_json(run_dir / "teacher" / META_FILE),
+        frontier=_read_json(run_dir / "frontier.json"),
     )
     predictions_path = run_dir / "predictions_dev.csv"
     if predictions_path.is_file():
@@ -285,6 +288,11 @@ th{background:#f3f3f3}.grid{display:flex;flex-wrap:wrap;gap:1rem}.grid figure{ma
 {% for key in summary_keys %}<tr><td>{{ key }}</td>{% for name in summaries %}<td>{{ fmt(summaries[name].get(key)) }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 {% if "teacher_vs_student" in images %}<figure><img alt="teacher_vs_student" src="{{ images["teacher_vs_student"] }}"></figure>{% endif %}
+{% if frontier %}<h2>Students: accuracy against speed (llmneo sweep)</h2>
+<figure><img alt="frontier" src="{{ frontier.image }}"></figure>
+<table id="frontier"><tr>{% for name in frontier.headers %}<th>{{ name }}</th>{% endfor %}</tr>
+{% for row in frontier.cells %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% for note in frontier.notes %}<p>{{ note }}</p>{% endfor %}{% endif %}
 <h2>Confusion matrices</h2>
 <div class="side">{% for name, uri in images.items() if name.startswith("confusion_matrix_") %}
 <figure><img alt="{{ name }}" src="{{ uri }}"></figure>{% endfor %}</div>
@@ -311,7 +319,13 @@ def render_html(outputs: RunOutputs, source: str, error_limit: int = 20) -> str:
     summary_keys = list(dict.fromkeys(key for row in summaries.values() for key in row))
     errors = confident_errors(outputs, limit=error_limit)
     template = Environment(autoescape=True).from_string(_TEMPLATE)
+    frontier = None
+    if outputs.frontier and outputs.frontier.get("rows"):
+        headers, cells = frontier_table(outputs.frontier["rows"])
+        frontier = {"headers": headers, "cells": cells, "notes": outputs.frontier.get("notes") or [],
+                    "image": _data_uri(frontier_figure(outputs.frontier["rows"]))}
     return template.render(
+        frontier=frontier,
         title=(outputs.config or {}).get("name") or outputs.run_dir.name,
         source=source,
         written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

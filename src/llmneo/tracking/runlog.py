@@ -39,6 +39,7 @@ _STAGE_FILES = {
     "cache": ("config.yaml",),
     "evaluate": ("summary.json", "predictions_dev.csv"),
     "ablation": ("config.yaml", "ablation.md", "ablation.json", "ablation.png"),
+    "sweep": ("config.yaml", "frontier.md", "frontier.json", "frontier.png"),
 }
 _ALL_FILES = (
     "config.yaml",
@@ -110,7 +111,7 @@ def log_run_folder(tracker: MlflowTracker, run_dir: Path) -> None:
     if stage == "teacher":
         _log_teacher_stage(tracker, outputs)
         return
-    if stage in ("cache", "ablation"):  # the config (and the ablation's table and chart) only
+    if stage in ("cache", "ablation", "sweep"):  # the config (and the ablation's or sweep's table and chart) only
         return
     if stage != "evaluate":
         params = _model_params("teacher", outputs.teacher_meta) | _model_params(

@@ -52,7 +52,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-STAGES = ("teacher", "augment", "cache", "student", "evaluate", "ablation")
+STAGES = ("teacher", "augment", "cache", "student", "evaluate", "ablation", "sweep")
 _MAX_PARAM_CHARS = 6000  # MLflow refuses longer param values
 
 

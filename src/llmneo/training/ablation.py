@@ -41,19 +41,23 @@ class ArmResult:
     history: list[dict[str, Any]]
     steps: int
     minutes: float
+    run_dir: str = ""  # the folder holding the arm's student/ (the run's own, for an arm that changes nothing)
 
 
-def arm_config(config: Config, arm: str, overrides: list[str], minutes: float) -> Config:
-    """The run's config for one arm: its own folder, the shared cache, the wall-clock cap."""
+def arm_config(config: Config, arm: str, overrides: list[str], minutes: float | None,
+               folder: str = "ablation") -> Config:
+    """The run's config for one arm: its own folder (`<run_dir>/<folder>/<arm>`), the shared cache, the
+    wall-clock cap (None: none, or the one its overrides set)."""
     raw = config.model_dump(mode="json")
-    raw["output_dir"] = str(config.run_dir / "ablation")
+    raw["output_dir"] = str(config.run_dir / folder)
     raw["name"] = arm
     raw["tracking"]["log_model"] = False  # arms are compared, not registered
     train = raw["student"]["train"]
     train["time_limit_minutes"] = minutes
     train["keep_best"] = True
-    train["epochs"] = max(train["epochs"], ARM_EPOCHS)  # the cap ends every arm, never its epoch count
-    return validate_config(apply_overrides(raw, list(overrides)), source=f"ablation arm {arm!r}")
+    if minutes is not None:
+        train["epochs"] = max(train["epochs"], ARM_EPOCHS)  # the cap ends every arm, never its epoch count
+    return validate_config(apply_overrides(raw, list(overrides)), source=f"{folder} arm {arm!r}")
 
 
 def _link_shared_inputs(base: Config, arm: Config) -> None:
@@ -70,7 +74,8 @@ def _result(arm: str, overrides: list[str], run_dir: Path) -> ArmResult:
     history = payload["history"]
     steps = max((int(entry.get("step", 0)) for entry in history), default=0)
     on_clock = payload["final"].get("train_minutes_on_clock", {}).get("minutes")  # the cap's own clock
-    return ArmResult(arm, overrides, payload["final"], history, steps, on_clock or payload["train_seconds"] / 60)
+    return ArmResult(arm, overrides, payload["final"], history, steps, on_clock or payload["train_seconds"] / 60,
+                     str(run_dir))
 
 
 def _same_student_recipe(base: Config, arm: Config) -> bool:
@@ -79,13 +84,14 @@ def _same_student_recipe(base: Config, arm: Config) -> bool:
     return all(getattr(base, s).model_dump() == getattr(arm, s).model_dump() for s in sections)
 
 
-def run_ablation(config: Config, arms: dict[str, list[str]], minutes: float, resume: bool = False) -> list[ArmResult]:
+def run_ablation(config: Config, arms: dict[str, list[str]], minutes: float | None, resume: bool = False,
+                 folder: str = "ablation") -> list[ArmResult]:
     """Train every arm (an arm whose metrics exist is kept unless it is re-run) and return the results."""
     from llmneo.training.pipeline import run_distill_stage
 
     results = []
     for number, (arm, overrides) in enumerate(arms.items(), start=1):
-        arm_cfg = arm_config(config, arm, overrides, minutes)
+        arm_cfg = arm_config(config, arm, overrides, minutes, folder)
         if _same_student_recipe(config, arm_cfg) and (config.run_dir / "metrics.json").is_file():
             print(f"[ablation] {arm}: the run's own student (same recipe, same cap): not trained again")
             results.append(_result(arm, overrides, config.run_dir))
@@ -93,8 +99,9 @@ def run_ablation(config: Config, arms: dict[str, list[str]], minutes: float, res
         if (arm_cfg.run_dir / "metrics.json").is_file() and resume:
             print(f"[ablation] {arm}: kept from an earlier run")
         else:
+            cap = arm_cfg.student.train.time_limit_minutes
             print(f"[ablation] arm {number}/{len(arms)}: {arm} ({' '.join(overrides) or 'the configured recipe'}), "
-                  f"{minutes:g} min")
+                  f"{f'{cap:g} min' if cap else 'no time cap'}")
             _link_shared_inputs(config, arm_cfg)
             run_distill_stage(arm_cfg, resume=resume)
         results.append(_result(arm, overrides, arm_cfg.run_dir))
