@@ -17,6 +17,8 @@ __all__ = [
     "FORMAT_VERSION",
     "META_FILE",
     "ONNX_FILE",
+    "TOKENIZER_CONFIG_FILE",
+    "TOKENIZER_FILE",
     "has_model_folder",
     "load_tokenizer",
     "read_model_meta",
@@ -27,6 +29,8 @@ __all__ = [
 META_FILE = "llmneo_model.json"
 ADAPTER_DIR = "adapter"  # a LoRA adapter beside the weights, loadable with PEFT
 ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer, readable with `tokenizers` alone
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 FORMAT_VERSION = 1
 
 
