@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
+from llmneo.modelfolder import read_model_meta
 from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
+from llmneo.serve.service import available_cores
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["APP_IMPORT", "free_port", "run_server", "serve_in_thread", "server_process", "settings_env", "wait_healthy"]
@@ -42,11 +44,23 @@ def settings_env(settings: ServeSettings) -> dict[str, str]:
 
 
 def run_server(settings: ServeSettings, workers: int = 1) -> None:
-    """Serve until interrupted; a local model path is checked first so a typo fails in one line."""
+    """Serve until interrupted; a local model path is checked first so a typo fails in one line.
+
+    The first line printed says which folder and backend will serve (a run folder: its fastest checked
+    export). With N workers each process gets cores/N threads unless --num-threads says otherwise:
+    N processes each sized for the whole machine would fight over its cores.
+    """
     import uvicorn
 
+    if workers > 1 and settings.num_threads is None:
+        settings = settings.model_copy(update={"num_threads": max(1, available_cores() // workers)})
     if not settings.model.startswith(MLFLOW_SCHEMES):
-        fetch_model(settings.model)  # raises FileNotFoundError naming the path
+        folder, _ = fetch_model(settings.model, backend=settings.backend)  # FileNotFoundError naming the path
+        meta = read_model_meta(folder)
+        kind = meta.get("backend", "torch") + (f" {meta['quantization']}" if meta.get("quantization") else "")
+        threads = settings.num_threads or available_cores()
+        print(f"INFO:     llmneo serve: {folder} ({kind} backend), {workers} worker(s) x {threads} threads",
+              file=sys.stderr, flush=True)
     os.environ.update(settings_env(settings))
     uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info")

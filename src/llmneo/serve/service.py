@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from llmneo.inference import Predictor
@@ -24,7 +26,7 @@ from llmneo.serve.model_source import fetch_model, folder_version
 from llmneo.serve.settings import ServeSettings
 from llmneo.tracking.store import resolve_tracking_uri
 
-__all__ = ["ModelService", "PredictOutcome", "load_predictor"]
+__all__ = ["ModelService", "PredictOutcome", "available_cores", "describe", "load_predictor"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +38,35 @@ class PredictOutcome:
     latency_ms: float
 
 
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 quota (a container's --cpus)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
+
+
 def load_predictor(settings: ServeSettings) -> tuple[Predictor, str]:
-    """Fetch and load the model named by the settings; returns it with its version string."""
-    folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri)
+    """Fetch and load the model named by the settings; returns it with its version string.
+
+    Threads default to the cores this process has (`llmneo serve --workers N` divides them): ONNX
+    Runtime would otherwise size its pool by the machine's cores, not the container's share.
+    """
+    folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri, settings.backend)
     predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
-                               num_threads=settings.num_threads)
+                               num_threads=settings.num_threads or available_cores())
     return predictor, registry_version or folder_version(folder)
+
+
+def describe(predictor: Predictor, settings: ServeSettings) -> str:
+    """One line on what is served and how: the first thing the server logs."""
+    quantization = predictor.meta.get("quantization") if predictor.backend_name == "onnx" else None
+    backend = f"{predictor.backend_name} {quantization}" if quantization else predictor.backend_name
+    threads = settings.num_threads or available_cores()
+    return (f"llmneo serving {predictor.model_dir} with the {backend} backend on {predictor.device}, "
+            f"{threads} threads, batches of up to {settings.max_batch_size} texts")
 
 
 @dataclass
@@ -59,11 +84,14 @@ class ModelService:
     draining: bool = False
 
     def __post_init__(self) -> None:
+        settings = self.settings
         self.batcher = MicroBatcher(
-            lambda texts: self.predictor.predict_logits(texts, batch_size=self.settings.predict_batch_size),
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_ms=self.settings.max_wait_ms,
-            enabled=self.settings.batching,
+            lambda texts: self.predictor.predict_logits(texts, batch_size=settings.predict_batch_size,
+                                                        max_batch_tokens=settings.max_batch_tokens),
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue_texts=settings.max_queue_texts,
+            enabled=settings.batching,
             observer=self.metrics.observe_batch,
         )
         if self.settings.log_path is not None:
@@ -129,6 +157,9 @@ class ModelService:
             "labels": self.labels,
             "device": self.predictor.device,
             "backend": self.predictor.backend_name,
+            "quantization": meta.get("quantization") if self.predictor.backend_name == "onnx" else None,
+            "model_dir": str(self.predictor.model_dir),
+            "threads": settings.num_threads or available_cores(),
             "limits": {
                 "max_texts": settings.max_texts,
                 "max_text_chars": settings.max_text_chars,
@@ -136,6 +167,8 @@ class ModelService:
                 "max_tokens": self.predictor.max_length,
                 "max_batch_size": settings.max_batch_size,
                 "max_wait_ms": settings.max_wait_ms,
+                "max_batch_tokens": settings.max_batch_tokens,
+                "max_queue_texts": settings.max_queue_texts,
                 "batching": settings.batching,
             },
             "calibration_temperature": self.temperature,
