@@ -121,6 +121,7 @@ CMD ["uvicorn", "llmneo.serve.app:app"]
 
 # ---- runtime (the default target): the full image, torch and MLflow included; no compilers or sources ----
 FROM app-user AS runtime
+ARG APP_UID=10001
 COPY --from=builder /opt/venv /opt/venv
 # Only this small layer changes when the sources do; the wheel is mounted, never copied into a layer.
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \

@@ -23,7 +23,7 @@ import httpx
 
 from llmneo.modelfolder import read_model_meta
 from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
-from llmneo.serve.service import available_cores
+from llmneo.serve.service import available_cores, backend_label
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["APP_IMPORT", "free_port", "run_server", "serve_in_thread", "server_process", "settings_env", "wait_healthy"]
@@ -56,10 +56,9 @@ def run_server(settings: ServeSettings, workers: int = 1) -> None:
         settings = settings.model_copy(update={"num_threads": max(1, available_cores() // workers)})
     if not settings.model.startswith(MLFLOW_SCHEMES):
         folder, _ = fetch_model(settings.model, backend=settings.backend)  # FileNotFoundError naming the path
-        meta = read_model_meta(folder)
-        kind = meta.get("backend", "torch") + (f" {meta['quantization']}" if meta.get("quantization") else "")
         threads = settings.num_threads or available_cores()
-        print(f"INFO:     llmneo serve: {folder} ({kind} backend), {workers} worker(s) x {threads} threads",
+        print(f"INFO:     llmneo serve: {folder} ({backend_label(read_model_meta(folder))} backend), "
+              f"{workers} worker(s) x {threads} threads",
               file=sys.stderr, flush=True)
     os.environ.update(settings_env(settings))
     uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers,

@@ -26,7 +26,7 @@ from llmneo.serve.model_source import fetch_model, folder_version
 from llmneo.serve.settings import ServeSettings
 from llmneo.tracking.store import resolve_tracking_uri
 
-__all__ = ["ModelService", "PredictOutcome", "available_cores", "describe", "load_predictor"]
+__all__ = ["ModelService", "PredictOutcome", "available_cores", "backend_label", "describe", "load_predictor"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,18 @@ def load_predictor(settings: ServeSettings) -> tuple[Predictor, str]:
     return predictor, registry_version or folder_version(folder)
 
 
+def backend_label(meta: dict[str, Any]) -> str:
+    """'torch', 'onnx int8' or 'onnx fp32': what a model folder runs on, for people."""
+    if meta.get("backend", "torch") != "onnx":
+        return "torch"
+    return f"onnx {'int8' if meta.get('quantization') == 'int8' else 'fp32'}"
+
+
 def describe(predictor: Predictor, settings: ServeSettings) -> str:
     """One line on what is served and how: the first thing the server logs."""
-    quantization = predictor.meta.get("quantization") if predictor.backend_name == "onnx" else None
-    backend = f"{predictor.backend_name} {quantization}" if quantization else predictor.backend_name
     threads = settings.num_threads or available_cores()
-    return (f"llmneo serving {predictor.model_dir} with the {backend} backend on {predictor.device}, "
-            f"{threads} threads, batches of up to {settings.max_batch_size} texts")
+    return (f"llmneo serving {predictor.model_dir} with the {backend_label(predictor.meta)} backend on "
+            f"{predictor.device}, {threads} threads, batches of up to {settings.max_batch_size} texts")
 
 
 @dataclass
