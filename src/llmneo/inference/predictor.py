@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from llmneo.maths.decide import Prediction, decide, softmax
 from llmneo.inference.tokenizer import JsonTokenizer
+from llmneo.maths.decide import Prediction, decide, softmax
 from llmneo.modelfolder import load_tokenizer, read_model_meta, resolve_model_dir
 
 __all__ = ["Backend", "Predictor"]

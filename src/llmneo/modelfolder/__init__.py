@@ -14,9 +14,9 @@ from typing import Any
 
 __all__ = [
     "ADAPTER_DIR",
+    "EXPORT_DIRS",
     "FORMAT_VERSION",
     "META_FILE",
-    "EXPORT_DIRS",
     "ONNX_FILE",
     "TOKENIZER_CONFIG_FILE",
     "TOKENIZER_FILE",
