@@ -77,8 +77,10 @@ COPY src ./src
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ---- slim-builder: only what the ONNX serving path imports, the `serve` extra of pyproject.toml ----
-# (pip extras add to the dependencies, never remove: the list is read from pyproject.toml and installed
-# alone, and the project's wheel goes in with --no-deps in the slim stage.)
+# pip extras add to the dependencies, never remove: the list is read from pyproject.toml and installed
+# alone, then the project's wheel with --no-deps. Trimmed after: tokenizers declares the Hugging Face
+# hub client (for downloads; the server reads tokenizer.json from disk), onnxruntime ships model-building
+# tools (optimisers, quantisation) that serving never runs, and the finished venv needs no pip.
 FROM venv AS slim-builder
 ARG PIP_FIND_LINKS=""
 ARG PIP_CERT=""
@@ -87,8 +89,13 @@ COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['serve']))" > serve.txt \
     && pip install -r serve.txt \
+    && pip uninstall -y huggingface_hub hf-xet fsspec filelock pyyaml tqdm httpx2 httpcore2 \
     && site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
     && find "$site" -mindepth 2 -depth -type d -name tests -exec rm -rf {} +
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
+    pip install --no-deps /tmp/wheels/llmneo-*.whl \
+    && pip uninstall -y pip setuptools
 
 # ---- app-user: the interpreter and a non-root user, the start of both runtime images ----
 FROM python-base AS app-user
@@ -102,8 +109,6 @@ RUN useradd --system --uid "${APP_UID}" --user-group --create-home --home-dir /h
 FROM app-user AS slim
 ARG APP_UID=10001
 COPY --from=slim-builder /opt/venv /opt/venv
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
-    PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps /tmp/wheels/llmneo-*.whl
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
