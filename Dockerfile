@@ -116,7 +116,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     LLMNEO_MODEL=/model \
     LLMNEO_BACKEND=onnx \
     UVICORN_HOST=0.0.0.0 \
-    UVICORN_PORT=8000
+    UVICORN_PORT=8000 \
+    UVICORN_ACCESS_LOG=false
 USER ${APP_UID}:${APP_UID}
 WORKDIR /home/llmneo
 EXPOSE 8000
@@ -142,7 +143,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     LLMNEO_MODEL=/model \
     MLFLOW_TRACKING_URI=sqlite:////data/mlflow.db \
     UVICORN_HOST=0.0.0.0 \
-    UVICORN_PORT=8000
+    UVICORN_PORT=8000 \
+    UVICORN_ACCESS_LOG=false
 # Numeric, so that orchestrators enforcing runAsNonRoot can verify it without reading /etc/passwd.
 USER ${APP_UID}:${APP_UID}
 WORKDIR /home/llmneo
@@ -150,6 +152,7 @@ EXPOSE 8000
 # No curl in the image: the interpreter that is already there does the probe, on the port uvicorn uses.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('UVICORN_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=4).status == 200 else 1)"]
-# Equivalent to `uvicorn llmneo.serve.app:app --host 0.0.0.0 --port 8000`: uvicorn reads UVICORN_HOST and
-# UVICORN_PORT, so a host-network run can move the port without rewriting the command.
+# Equivalent to `uvicorn llmneo.serve.app:app --host 0.0.0.0 --port 8000 --no-access-log`: uvicorn reads
+# UVICORN_HOST, UVICORN_PORT and UVICORN_ACCESS_LOG, so a host-network run can move the port (or turn the
+# access log back on: it costs the event loop a line per request) without rewriting the command.
 CMD ["uvicorn", "llmneo.serve.app:app"]

@@ -71,6 +71,8 @@ def serve(
     mlflow_session: Annotated[
         bool | None, typer.Option("--mlflow-session", help="Record the session in MLflow at shutdown.")
     ] = None,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", help="uvicorn's line per request (off: it costs the event loop).")] = False,
 ) -> None:
     """Serve the model over HTTP (FastAPI): /predict, /info, /health, /metrics, a web page at /, /docs.
 
@@ -91,7 +93,7 @@ def serve(
                                max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching,
                                log_path=log_path, log_texts=log_texts, mlflow_session=mlflow_session)
     with user_errors():
-        run_server(settings, workers=workers)
+        run_server(settings, workers=workers, access_log=access_log)
 
 
 @app.command("bench-serve")
@@ -107,6 +109,8 @@ def bench_serve(
     num_threads: NumThreads = None,
     max_batch_size: MaxBatch = None,
     max_wait_ms: MaxWait = None,
+    max_batch_tokens: Annotated[int | None, typer.Option(
+        help="Most padded tokens per forward pass (env LLMNEO_MAX_BATCH_TOKENS, default 512).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for results.json and the server log.")] = Path("outputs/bench-serve"),
 ) -> None:
     """The server against its own backend, in one run: backend alone (batch 2 latency, batch 32
@@ -121,7 +125,7 @@ def bench_serve(
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = _serve_settings(model, backend=backend, num_threads=num_threads, max_batch_size=max_batch_size,
-                               max_wait_ms=max_wait_ms)
+                               max_wait_ms=max_wait_ms, max_batch_tokens=max_batch_tokens)
     with user_errors():
         texts = load_texts(data or Path(default_data_dir()) / "dev.tsv")
         report = run_bench(settings, texts, clients=tuple(clients or (1, 8, 32)), requests=requests,

@@ -50,7 +50,7 @@ def _forward_passes(lengths: Sequence[int], batch_size: int, max_tokens: int | N
 
 
 def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str, num_threads: int | None,
-                  mixed_precision: str = "no") -> Backend:
+                  mixed_precision: str = "no", onnx_spinning: bool = True) -> Backend:
     stored = meta.get("backend", "torch")
     wanted = stored if backend == "auto" else backend
     if wanted != stored:
@@ -58,7 +58,7 @@ def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str,
     if wanted == "onnx":
         from llmneo.inference.onnx_backend import OnnxBackend
 
-        return OnnxBackend(folder, meta, num_threads=num_threads)
+        return OnnxBackend(folder, meta, num_threads=num_threads, spinning=onnx_spinning)
     from llmneo.inference.torch_backend import TorchBackend
 
     return TorchBackend.from_folder(folder, meta, device=device, num_threads=num_threads,
@@ -78,11 +78,12 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "auto",
-             num_threads: int | None = None, mixed_precision: str = "no") -> Predictor:
-        """`mixed_precision: bf16` autocasts a torch backend (fp32 weights), as training does."""
+             num_threads: int | None = None, mixed_precision: str = "no", onnx_spinning: bool = True) -> Predictor:
+        """`mixed_precision: bf16` autocasts a torch backend (fp32 weights), as training does;
+        `onnx_spinning=False`: ONNX Runtime's idle threads sleep (see `session_options`)."""
         folder = resolve_model_dir(path)
         meta = read_model_meta(folder)
-        loaded = _load_backend(folder, meta, backend, device, num_threads, mixed_precision)
+        loaded = _load_backend(folder, meta, backend, device, num_threads, mixed_precision, onnx_spinning)
         if loaded.name == "onnx" and JsonTokenizer.available(folder):
             tokenizer: Any = JsonTokenizer.from_folder(folder, int(meta.get("max_length", 128)))
         else:

@@ -43,12 +43,13 @@ def settings_env(settings: ServeSettings) -> dict[str, str]:
     return env
 
 
-def run_server(settings: ServeSettings, workers: int = 1) -> None:
+def run_server(settings: ServeSettings, workers: int = 1, access_log: bool = False) -> None:
     """Serve until interrupted; a local model path is checked first so a typo fails in one line.
 
     The first line printed says which folder and backend will serve (a run folder: its fastest checked
     export). With N workers each process gets cores/N threads unless --num-threads says otherwise:
-    N processes each sized for the whole machine would fight over its cores.
+    N processes each sized for the whole machine would fight over its cores. No access log by default:
+    a line per request costs the event loop CPU, and /metrics and the prediction log count requests.
     """
     import uvicorn
 
@@ -61,7 +62,7 @@ def run_server(settings: ServeSettings, workers: int = 1) -> None:
               f"{workers} worker(s) x {threads} threads",
               file=sys.stderr, flush=True)
     os.environ.update(settings_env(settings))
-    uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers,
+    uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers, access_log=access_log,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info")
 
 
@@ -109,8 +110,8 @@ def server_process(
 
 
 def uvicorn_command(host: str, port: int) -> list[str]:
-    """The container's command line, run with this interpreter."""
-    return [sys.executable, "-m", "uvicorn", APP_IMPORT, "--host", host, "--port", str(port),
+    """The container's command line (its UVICORN_ACCESS_LOG=false included), run with this interpreter."""
+    return [sys.executable, "-m", "uvicorn", APP_IMPORT, "--host", host, "--port", str(port), "--no-access-log",
             "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)]
 
 

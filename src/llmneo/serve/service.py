@@ -56,7 +56,8 @@ def load_predictor(settings: ServeSettings) -> tuple[Predictor, str]:
     """
     folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri, settings.backend)
     predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
-                               num_threads=settings.num_threads or available_cores())
+                               num_threads=settings.num_threads or available_cores(),
+                               onnx_spinning=settings.onnx_spinning)
     return predictor, registry_version or folder_version(folder)
 
 

@@ -32,6 +32,9 @@ class ServeSettings(BaseSettings):
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda:0'.")
     num_threads: int | None = Field(
         None, gt=0, description="Intra-op threads of the backend; default: the cores this process may use.")
+    onnx_spinning: bool = Field(
+        False, description="ONNX Runtime threads spin-wait between ops: a little faster on idle cores, much "
+        "slower when the server shares its cores with its clients or other work.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise.")
     port: int = Field(8000, gt=0, lt=65536)
 
@@ -52,7 +55,8 @@ class ServeSettings(BaseSettings):
         0.0, ge=0, description="How long a request that finds the model idle waits for others (0: runs at once; "
         "requests arriving while the model is busy always share the next pass).")
     max_batch_tokens: int = Field(
-        4096, gt=0, description="Most padded tokens (texts x longest) in one forward pass; a longer batch is cut.")
+        512, gt=0, description="Most padded tokens (texts x longest) in one forward pass: a gathered batch runs "
+        "as length-sorted passes within it, so short texts are not padded to the longest one.")
     max_queue_texts: int = Field(
         1024, gt=0, description="Most texts waiting for the model; above it /predict answers 503 with Retry-After.")
     predict_batch_size: int = Field(32, gt=0, description="Batch size inside the predictor's forward pass.")
