@@ -150,18 +150,25 @@ def _measure_backend(folder: Path, settings: ServeSettings, texts: list[str]) ->
 
 
 def bench_serve(settings: ServeSettings, texts: list[str], *, clients: tuple[int, ...] = (1, 8, 32),
-                requests: int = 5000, single_requests: int = 500, texts_per_request: int = 2,
+                requests: int = 5000, single_requests: int = 500, texts_per_request: int = 2, workers: int = 1,
                 work_dir: Path = Path("outputs/bench-serve")) -> dict[str, Any]:
-    """Backend alone, the server under each client count, the backend again; writes results.json."""
+    """Backend alone, the server under each client count, the backend again; writes results.json.
+
+    With `workers` > 1 each server process gets cores/workers threads (as `llmneo serve --workers`
+    gives them), and the backend reference keeps all the cores: the comparison `--workers` is about.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     folder, _ = fetch_model(settings.model, settings.mlflow_tracking_uri, settings.backend)
     before = _measure_backend(folder, settings, texts)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = settings_env(settings.model_copy(update={"host": "127.0.0.1", "port": port}))
+    served = settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    if workers > 1 and settings.num_threads is None:
+        served = served.model_copy(update={"num_threads": max(1, available_cores() // workers)})
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     rows = []
-    with server_process(uvicorn_command("127.0.0.1", port), env, url, work_dir / "server.log"):
+    with server_process(uvicorn_command("127.0.0.1", port, workers), settings_env(served), url,
+                        work_dir / "server.log"):
         info = httpx.get(f"{url}/info", timeout=10).json()
         for count in clients:
             asyncio.run(drive_load(url, texts, concurrency=count, requests=max(20, 2 * count),
@@ -177,7 +184,7 @@ def bench_serve(settings: ServeSettings, texts: list[str], *, clients: tuple[int
     batch32 = (before["batch32_texts_per_s"] + after["batch32_texts_per_s"]) / 2
     for row in rows:
         row["share_of_backend_batch32"] = row["texts_per_s"] / batch32
-    report = {"model": str(folder), "backend": backend_label(info),
+    report = {"model": str(folder), "backend": backend_label(info), "workers": workers,
               "threads": info.get("threads"), "backend_before": before, "backend_after": after,
               "backend_batch32_texts_per_s": batch32,
               "backend_batch2_p50_ms": (before["batch2_p50_ms"] + after["batch2_p50_ms"]) / 2, "server": rows}

@@ -106,6 +106,7 @@ def bench_serve(
     texts_per_request: Annotated[int, typer.Option(min=1, help="Texts in each request.")] = 2,
     data: Annotated[Path | None, typer.Option(help="TSV with a 'sentence' column (default SST-2 dev).")] = None,
     backend: ServeBackend = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes, cores/N threads each.")] = 1,
     num_threads: NumThreads = None,
     max_batch_size: MaxBatch = None,
     max_wait_ms: MaxWait = None,
@@ -129,9 +130,11 @@ def bench_serve(
     with user_errors():
         texts = load_texts(data or Path(default_data_dir()) / "dev.tsv")
         report = run_bench(settings, texts, clients=tuple(clients or (1, 8, 32)), requests=requests,
-                           single_requests=single_requests, texts_per_request=texts_per_request, work_dir=out)
+                           single_requests=single_requests, texts_per_request=texts_per_request, workers=workers,
+                           work_dir=out)
     before, after = report["backend_before"], report["backend_after"]
-    typer.echo(f"{report['model']}: {report['backend']} backend, {report['threads']} threads. Backend alone "
+    typer.echo(f"{report['model']}: {report['backend']} backend, {report['workers']} worker(s) x "
+               f"{report['threads']} threads. Backend alone "
                f"(before / after the load): batch 2 p50 {before['batch2_p50_ms']:.2f} / {after['batch2_p50_ms']:.2f} ms, "
                f"batch 32 {before['batch32_texts_per_s']:.0f} / {after['batch32_texts_per_s']:.0f} sentences/s")
     table = Table(title=f"bench-serve ({texts_per_request} texts per request)")

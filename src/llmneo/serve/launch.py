@@ -109,10 +109,10 @@ def server_process(
             output.close()
 
 
-def uvicorn_command(host: str, port: int) -> list[str]:
+def uvicorn_command(host: str, port: int, workers: int = 1) -> list[str]:
     """The container's command line (its UVICORN_ACCESS_LOG=false included), run with this interpreter."""
     return [sys.executable, "-m", "uvicorn", APP_IMPORT, "--host", host, "--port", str(port), "--no-access-log",
-            "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)]
+            "--workers", str(workers), "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)]
 
 
 @contextmanager
