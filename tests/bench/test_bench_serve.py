@@ -40,3 +40,5 @@ def test_bench_serve_reports_the_server_as_a_share_of_its_own_backend(tiny_model
         assert row["share_of_backend_batch32"] == pytest.approx(row["texts_per_s"] / report["backend_batch32_texts_per_s"])
         assert row["p50_ms"] <= row["p99_ms"]
     assert rows[1]["mean_texts_per_pass"] == pytest.approx(2.0)  # one client: each request is its own pass
+    table = (out / "results.md").read_text().splitlines()
+    assert table[0].startswith("onnx fp32 backend") and len(table) == 4 + len(rows)

@@ -32,10 +32,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmneo.inference import Predictor
 from llmneo.serve.launch import free_port, server_process, settings_env, uvicorn_command
 from llmneo.serve.model_source import fetch_model
-from llmneo.serve.service import available_cores, backend_label
+from llmneo.serve.service import available_cores, backend_label, sleeping_thread_pools
 from llmneo.serve.settings import ServeSettings
 
-__all__ = ["LoadResult", "backend_speed", "bench_serve", "drive_load", "load_texts"]
+__all__ = ["LoadResult", "backend_speed", "bench_serve", "drive_load", "load_texts", "render_markdown"]
 
 
 @dataclass
@@ -136,6 +136,7 @@ def backend_speed(predictor: Predictor, texts: list[str], seconds: float = 4.0, 
 def _measure_backend(folder: Path, settings: ServeSettings, texts: list[str]) -> dict[str, float]:
     """The backend as the server runs it and, for ONNX, with ORT's spin-waiting on as well: the best
     figure of the two is the reference, so the server is never compared with a handicapped backend."""
+    sleeping_thread_pools(settings)  # as the server does, before torch (if it is the backend) is loaded
     figures: dict[str, dict[str, float]] = {}
     for spinning in dict.fromkeys([settings.onnx_spinning, True]):
         predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
@@ -189,7 +190,28 @@ def bench_serve(settings: ServeSettings, texts: list[str], *, clients: tuple[int
               "backend_batch32_texts_per_s": batch32,
               "backend_batch2_p50_ms": (before["batch2_p50_ms"] + after["batch2_p50_ms"]) / 2, "server": rows}
     (work_dir / "results.json").write_text(json.dumps(report, indent=2))
+    (work_dir / "results.md").write_text(render_markdown(report))
     return report
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The run as a Markdown table: each client count against the backend measured in the same run."""
+    before, after = report["backend_before"], report["backend_after"]
+    lines = [
+        (f"{report['backend']} backend, {report['workers']} worker(s) x {report['threads']} threads, "
+        f"{report['server'][0]['texts_per_request']} sentences per request. Backend alone, before / after the "
+        f"load: batch 2 p50 {before['batch2_p50_ms']:.2f} / {after['batch2_p50_ms']:.2f} ms, batch 32 "
+        f"{before['batch32_texts_per_s']:.0f} / {after['batch32_texts_per_s']:.0f} sentences/s."),
+        "",
+        "| clients | requests | errors | p50 ms | p99 ms | sentences/s | of backend batch 32 | texts per pass |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["server"]:
+        batch = row["mean_texts_per_pass"]
+        lines.append(f"| {row['clients']} | {row['requests']:.0f} | {row['errors']:.0f} | {row['p50_ms']:.1f} | "
+                     f"{row['p99_ms']:.1f} | {row['texts_per_s']:.0f} | {row['share_of_backend_batch32']:.0%} | "
+                     f"{f'{batch:.1f}' if batch else '-'} |")
+    return "\n".join(lines) + "\n"
 
 
 def _pass_totals(metrics_text: str) -> tuple[float, float]:

@@ -33,8 +33,8 @@ class ServeSettings(BaseSettings):
     num_threads: int | None = Field(
         None, gt=0, description="Intra-op threads of the backend; default: the cores this process may use.")
     onnx_spinning: bool = Field(
-        False, description="ONNX Runtime threads spin-wait between ops: a little faster on idle cores, much "
-        "slower when the server shares its cores with its clients or other work.")
+        False, description="ONNX Runtime threads (and torch's OpenMP threads) spin-wait between ops: a little "
+        "faster on idle cores, much slower when the server shares its cores with its clients or other work.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise.")
     port: int = Field(8000, gt=0, lt=65536)
 
