@@ -138,7 +138,7 @@ def _measure_backend(folder: Path, settings: ServeSettings, texts: list[str]) ->
     figure of the two is the reference, so the server is never compared with a handicapped backend."""
     sleeping_thread_pools(settings)  # as the server does, before torch (if it is the backend) is loaded
     figures: dict[str, dict[str, float]] = {}
-    for spinning in dict.fromkeys([settings.onnx_spinning, True]):
+    for spinning in dict.fromkeys([settings.spin_wait, True]):
         predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
                                    num_threads=settings.num_threads or available_cores(), onnx_spinning=spinning)
         figures[f"spinning_{str(spinning).lower()}"] = backend_speed(predictor, texts)

@@ -57,14 +57,15 @@ def available_cores() -> int:
 
 
 def sleeping_thread_pools(settings: ServeSettings) -> None:
-    """Unless LLMNEO_ONNX_SPINNING is on, make torch's OpenMP threads sleep between parallel regions too.
+    """Unless LLMNEO_SPIN_WAIT is on, make torch's OpenMP threads sleep between parallel regions, as
+    ONNX Runtime's pool threads do (`session_options`).
 
     Like ONNX Runtime's, OpenMP's idle threads spin by default, which on cores shared with the event loop,
     the clients and neighbours stalls every pass: measured on 2 busy cores, a 2-text torch call took
     ~210 ms spinning and ~10-20 ms with OMP_WAIT_POLICY=PASSIVE. OpenMP reads the variable once, when
     torch loads it, so this runs before the model is loaded; an explicit OMP_WAIT_POLICY wins.
     """
-    if not settings.onnx_spinning:
+    if not settings.spin_wait:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -78,7 +79,7 @@ def load_predictor(settings: ServeSettings) -> tuple[Predictor, str]:
     folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri, settings.backend)
     predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
                                num_threads=settings.num_threads or available_cores(),
-                               onnx_spinning=settings.onnx_spinning)
+                               onnx_spinning=settings.spin_wait)
     return predictor, registry_version or folder_version(folder)
 
 

@@ -32,8 +32,8 @@ class ServeSettings(BaseSettings):
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda:0'.")
     num_threads: int | None = Field(
         None, gt=0, description="Intra-op threads of the backend; default: the cores this process may use.")
-    onnx_spinning: bool = Field(
-        False, description="ONNX Runtime threads (and torch's OpenMP threads) spin-wait between ops: a little "
+    spin_wait: bool = Field(
+        False, description="Backend threads (ONNX Runtime's pool, torch's OpenMP) spin-wait between ops: a little "
         "faster on idle cores, much slower when the server shares its cores with its clients or other work.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise.")
     port: int = Field(8000, gt=0, lt=65536)
