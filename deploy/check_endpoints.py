@@ -8,7 +8,7 @@ store when it stopped (proof that both containers use one tracking store).
 Exits non-zero with a message naming the failed check. Only the standard library talks HTTP, so the
 script states exactly what a client sees.
 
-Usage: python deploy/check_endpoints.py api http://127.0.0.1:8000 outputs/demo/student [--timeout 180]
+Usage: python deploy/check_endpoints.py api http://127.0.0.1:8000 outputs/demo/student [--timeout 180] [--backend onnx]
        python deploy/check_endpoints.py mlflow http://127.0.0.1:5001 [--timeout 180]
        python deploy/check_endpoints.py session http://127.0.0.1:5001 llmneo-serving [--timeout 60]
 """
@@ -88,7 +88,7 @@ def check_predictions(results: list[dict[str, Any]], expected_probs: list[list[f
                               f"the host's Predictor on the same folder says {expected}")
 
 
-def check_api(base_url: str, model_dir: str, timeout_s: float) -> None:
+def check_api(base_url: str, model_dir: str, timeout_s: float, backend: str | None = None) -> None:
     from llmneo.inference import Predictor
 
     waited = wait_for(f"{base_url}/health", timeout_s)
@@ -96,6 +96,8 @@ def check_api(base_url: str, model_dir: str, timeout_s: float) -> None:
     health = _json(f"{base_url}/health")
     info = _json(f"{base_url}/info")
     predictor = Predictor.load(model_dir, device="cpu")
+    if backend is not None and info.get("backend") != backend:
+        raise CheckFailed(f"/info backend {info.get('backend')!r}, expected {backend!r}")
     if info.get("labels") != predictor.labels:
         raise CheckFailed(f"/info labels {info.get('labels')} differ from the model folder's {predictor.labels}")
     answer = _json(f"{base_url}/predict", {"texts": PROBE_TEXTS})
@@ -151,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url")
     parser.add_argument("target", nargs="?", help="api: the model folder it serves; session: the experiment")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the service")
+    parser.add_argument("--backend", help="api: the backend /info must report (e.g. onnx)")
     args = parser.parse_args(argv)
     try:
         if args.service == "api":
             if not args.target:
                 parser.error("api needs the model folder")
-            check_api(args.url.rstrip("/"), args.target, args.timeout)
+            check_api(args.url.rstrip("/"), args.target, args.timeout, args.backend)
         elif args.service == "session":
             if not args.target:
                 parser.error("session needs the experiment name")

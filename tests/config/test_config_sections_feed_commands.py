@@ -25,7 +25,7 @@ def _config(tmp_path, **sections) -> str:
 
 def test_serve_takes_the_config_section_and_options_win(tmp_path, monkeypatch):
     started = {}
-    monkeypatch.setattr("llmneo.serve.launch.run_server", lambda settings, workers: started.update(s=settings))
+    monkeypatch.setattr("llmneo.serve.launch.run_server", lambda settings, workers, **_: started.update(s=settings))
     monkeypatch.setenv("LLMNEO_PORT", "7000")  # a key the YAML sets beats the environment...
     monkeypatch.setenv("LLMNEO_HOST", "0.0.0.0")  # ...and one it leaves out comes from it
     config = _config(tmp_path, serve={"port": 9000, "max_texts": 7, "backend": "torch", "log_texts": True})

@@ -46,3 +46,34 @@ def test_atomic_outputs_are_readable_by_others(tmp_path):
     assert (tmp_path / "model").stat().st_mode & 0o005 == 0o005
     assert (tmp_path / "model" / "weights").stat().st_mode & 0o004 == 0o004
     assert (tmp_path / "meta.json").stat().st_mode & 0o004 == 0o004
+
+
+def test_forward_passes_respect_batch_size_and_token_budget(tiny_model_dir):
+    from llmneo.inference.predictor import _forward_passes
+
+    lengths = [5, 40, 3, 10, 10, 60]
+    passes = [list(p) for p in _forward_passes(lengths, batch_size=3, max_tokens=None)]
+    assert passes == [[2, 0, 3], [4, 1, 5]]  # ascending token count, 3 rows at most
+    budget = [list(p) for p in _forward_passes(lengths, batch_size=32, max_tokens=40)]
+    assert budget == [[2, 0, 3, 4], [1], [5]]  # 4 rows x 10 tokens; 60 > 40 still runs, alone
+    assert sorted(i for p in budget for i in p) == list(range(len(lengths)))
+    predictor = Predictor.load(tiny_model_dir)
+    texts = ["short", "a much longer sentence about a film that goes on and on and on", "mid length one"]
+    np.testing.assert_allclose(predictor.predict_logits(texts, max_batch_tokens=8), predictor.predict_logits(texts),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("source", ["tiny_model_dir", "tiny_llama_source"])
+def test_json_tokenizer_gives_transformers_ids(source, request, sst2_dir):
+    """The torch-free tokenizer of the ONNX path must give the very ids transformers gives."""
+    from llmneo.data import read_labeled_head
+    from llmneo.inference.tokenizer import JsonTokenizer
+    from llmneo.modelfolder import load_tokenizer
+
+    folder = request.getfixturevalue(source)
+    texts = read_labeled_head(sst2_dir / "dev.tsv", ["negative", "positive"], 300).texts
+    texts += ["word " * 400, "Génial 🎬", "", "  spaces  ", "\u00e9\u0301 accents"]
+    reference = load_tokenizer(folder)
+    ours = JsonTokenizer.from_folder(folder, max_length=48)
+    assert ours.token_ids(texts) == reference(texts, truncation=True, max_length=48)["input_ids"]
+    assert ours.pad_token_id == reference.pad_token_id

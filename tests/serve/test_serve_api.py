@@ -134,10 +134,12 @@ def test_text_at_the_limit_is_accepted(client: httpx.Client) -> None:
     assert len(response.json()["results"]) == 64
 
 
-def test_malformed_json_is_a_client_error(client: httpx.Client) -> None:
-    response = client.post("/predict", content=b'{"texts": ["a",', headers={"content-type": "application/json"})
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["type"] == "json_invalid"
+def test_unparsable_json_is_400_naming_the_offset(client: httpx.Client) -> None:
+    for raw in (b'{"texts": ["a",', b"\xff\xfe not json", b'{"texts": ["\xff"]}'):
+        response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (raw, response.text)
+        error = response.json()["detail"][0]
+        assert error["type"] == "json_invalid" and error["loc"][0] == "body", error
 
 
 def test_body_over_the_limit_is_413_by_header_and_by_stream(client: httpx.Client) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from llmneo.inference import Predictor
 from llmneo.maths.decide import decide
-from llmneo.serve.batching import BatcherClosed, BatchStats, MicroBatcher
+from llmneo.serve.batching import BatcherClosed, BatchStats, MicroBatcher, QueueFull
 from llmneo.serve.inference_log import InferenceLog, SessionStats, record_session_in_mlflow, text_sha256
 
 
@@ -65,6 +65,54 @@ def test_concurrent_requests_share_a_pass_and_keep_their_rows(predictor: Predict
         assert logits.shape == (2, 2)
         np.testing.assert_allclose(logits, predictor.predict_logits(texts), atol=1e-5)
     assert model.threads == {"llmneo-infer_0"}  # never the event loop's thread
+
+
+def test_an_idle_model_runs_a_request_at_once_and_batches_what_arrives_while_busy(predictor: Predictor) -> None:
+    model = RecordingModel(predictor, delay_s=0.3)
+
+    async def scenario() -> tuple[float, list]:
+        batcher = MicroBatcher(model, max_batch_size=32)  # max_wait_ms defaults to 0: no waiting for company
+        batcher.start()
+        started = time.perf_counter()
+        first = asyncio.ensure_future(batcher.submit(["first"]))
+        await asyncio.sleep(0.05)
+        assert model.passes == [["first"]]  # running already, alone, though more requests may come
+        later = [asyncio.ensure_future(batcher.submit([f"later {i}", f"more {i}"])) for i in range(3)]
+        outcomes = [await first, *[await task for task in later]]
+        elapsed = time.perf_counter() - started
+        await batcher.close()
+        return elapsed, outcomes
+
+    elapsed, outcomes = asyncio.run(scenario())
+    assert model.passes == [["first"], ["later 0", "more 0", "later 1", "more 1", "later 2", "more 2"]]
+    assert [o.shape for o in outcomes] == [(1, 2), (2, 2), (2, 2), (2, 2)]
+    assert elapsed < 2.0  # two passes of 0.3 s; a sanity bound, not a timing target
+
+
+def test_a_full_queue_is_refused_at_once_and_the_batcher_recovers(predictor: Predictor) -> None:
+    model = RecordingModel(predictor, delay_s=0.3)
+
+    async def scenario() -> tuple:
+        batcher = MicroBatcher(model, max_batch_size=32, max_queue_texts=3)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(["running"]))  # taken at once: the queue is empty again
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.submit(["q1", "q2"]))
+        await asyncio.sleep(0)
+        refused = None
+        try:
+            await batcher.submit(["one", "too", "many"])
+        except QueueFull as error:
+            refused = error
+        results = [await running, await queued]
+        after = await batcher.submit(["after the rush", "and more", "and more", "and more"])  # empty queue: taken
+        await batcher.close()
+        return refused, results, after
+
+    refused, results, after = asyncio.run(scenario())
+    assert isinstance(refused, QueueFull) and refused.retry_after_s >= 1 and "overloaded" in str(refused)
+    assert [r.shape for r in results] == [(1, 2), (2, 2)] and after.shape == (4, 2)
+    assert ["one", "too", "many"] not in model.passes
 
 
 def test_batches_respect_max_batch_size_and_never_split_a_request(predictor: Predictor) -> None:

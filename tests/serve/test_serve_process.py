@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from llmneo.serve.launch import free_port, server_process, uvicorn_command
+from llmneo.serve.service import available_cores
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,7 @@ def test_llmneo_serve_command_with_workers_binds_loopback(tiny_model_dir: Path, 
     with server_process(command, {"LLMNEO_API_KEY": "k"}, url, tmp_path / "server.log") as process:
         info = httpx.get(f"{url}/info", timeout=10).json()
         assert info["limits"]["batching"] is False and info["limits"]["max_wait_ms"] == 7.0
+        assert info["threads"] == max(1, available_cores() // 2)  # the cores are shared out among the workers
         assert httpx.post(f"{url}/predict", json={"texts": ["hi"]}, timeout=30).status_code == 401
         answer = httpx.post(f"{url}/predict", json={"texts": ["hi"]}, headers={"Authorization": "Bearer k"}, timeout=30)
         assert answer.status_code == 200

@@ -298,11 +298,13 @@ class ServeConfig(_Strict):
 
     host: str = Field("127.0.0.1", description="Bind address of `llmneo serve --config` (loopback by default).")
     port: int = Field(8000, gt=0, lt=65536, description="Port of `llmneo serve --config`.")
-    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="Predictor backend of the server.")
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="Predictor backend of the server; auto: the run's checked int8 export, then fp32, then torch.")
     max_texts: int = Field(64, gt=0, description="Most texts in one /predict request.")
     max_text_chars: int = Field(2000, gt=0, description="Longest accepted text; longer ones are refused, not cut.")
     max_batch_size: int = Field(32, gt=0, description="Most texts gathered into one forward pass.")
-    max_wait_ms: float = Field(5.0, ge=0, description="How long a micro-batch waits for more requests.")
+    max_wait_ms: float = Field(
+        0.0, ge=0, description="How long a request that finds the model idle waits for others (0: runs at once).")
     log_texts: bool = Field(False, description="Write the texts themselves to the prediction log (else hashes).")
 
 

@@ -25,7 +25,14 @@ from llmneo.atomic import atomic_dir
 from llmneo.config import ExportConfig
 from llmneo.inference.predictor import Predictor
 from llmneo.maths.metrics import agreement, softmax
-from llmneo.modelfolder import ADAPTER_DIR, ONNX_FILE, read_model_meta, resolve_model_dir, write_model_meta
+from llmneo.modelfolder import (
+    ADAPTER_DIR,
+    EXPORT_DIRS,
+    ONNX_FILE,
+    read_model_meta,
+    resolve_model_dir,
+    write_model_meta,
+)
 from llmneo.modelfolder.weights import LoadedModel, load_model_folder
 
 __all__ = [
@@ -174,7 +181,7 @@ def weights_size(folder: Path) -> int:
 
 
 def default_export_dir(path: Path, quantize: str) -> Path:
-    return Path(path) / "export" / ("onnx-int8" if quantize == "int8" else "onnx-fp32")
+    return Path(path) / EXPORT_DIRS["int8" if quantize == "int8" else "none"]
 
 
 def _dev_texts(data_path: Path | None, labels: list[str], max_examples: int | None) -> tuple[list[str], np.ndarray]:

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmneo.maths.metrics import softmax
+__all__ = ["Prediction", "decide", "softmax"]
 
-__all__ = ["Prediction", "decide"]
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax(logits / T) in float64; here, not in `metrics`, so serving needs no scipy."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 @dataclass

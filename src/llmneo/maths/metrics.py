@@ -10,6 +10,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
+from llmneo.maths.decide import softmax  # the one softmax lives beside the decisions, free of scipy
+
 __all__ = [
     "agreement",
     "classification_metrics",
@@ -20,13 +22,6 @@ __all__ = [
     "reliability_bins",
     "softmax",
 ]
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    scaled -= scaled.max(axis=-1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

@@ -14,9 +14,13 @@ from typing import Any
 
 __all__ = [
     "ADAPTER_DIR",
+    "EXPORT_DIRS",
     "FORMAT_VERSION",
     "META_FILE",
     "ONNX_FILE",
+    "TOKENIZER_CONFIG_FILE",
+    "TOKENIZER_FILE",
+    "export_passed",
     "has_model_folder",
     "load_tokenizer",
     "read_model_meta",
@@ -27,11 +31,21 @@ __all__ = [
 META_FILE = "llmneo_model.json"
 ADAPTER_DIR = "adapter"  # a LoRA adapter beside the weights, loadable with PEFT
 ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer, readable with `tokenizers` alone
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 FORMAT_VERSION = 1
+# A run folder's exports by quantisation (`llmneo export`), fastest first: the order `llmneo serve` tries.
+EXPORT_DIRS = {"int8": "export/onnx-int8", "none": "export/onnx-fp32"}
 
 
 def has_model_folder(folder: str | Path) -> bool:
     return (Path(folder) / META_FILE).is_file()
+
+
+def export_passed(meta: dict[str, Any]) -> bool:
+    """An ONNX folder whose recorded agreement with PyTorch met its threshold (`llmneo export` wrote it)."""
+    report = meta.get("export") or {}
+    return report.get("agreement", -1.0) >= report.get("min_agreement", 2.0)
 
 
 def read_model_meta(folder: str | Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ records the session in MLflow when asked.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,23 +22,28 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from llmneo.inference import Predictor
-from llmneo.serve.errors import validation_error_handler
+from llmneo.serve.errors import http_error_handler, validation_error_handler
 from llmneo.serve.metrics import ServeMetrics
 from llmneo.serve.middleware import MetricsMiddleware
 from llmneo.serve.model_source import folder_version
 from llmneo.serve.routes import health, metrics, web
 from llmneo.serve.routes.predict import predict_router
-from llmneo.serve.service import ModelService, load_predictor
+from llmneo.serve.service import ModelService, describe, load_predictor
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("uvicorn.error")  # uvicorn's own logger: its handlers print these lines
+
 _DESCRIPTION = (
     "Sentiment classification with a distilled student model. `/predict` takes up to `max_texts` texts "
     "of at most `max_text_chars` characters each (longer texts are rejected, not cut; texts longer than "
-    "the model's token limit are truncated by the tokenizer). Concurrent requests are micro-batched."
+    "the model's token limit are truncated by the tokenizer). A request that finds the model idle runs at "
+    "once; requests that arrive while it is busy share its next pass. When too many texts wait, /predict "
+    "answers 503 with Retry-After."
 )
 
 
@@ -52,6 +58,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         else:
             loaded, version = predictor, folder_version(predictor.model_dir)
         await asyncio.to_thread(loaded.predict_logits, ["warm-up"])  # the first pass is slow; not a client's
+        logger.info(describe(loaded, settings))
         service = ModelService(settings=settings, predictor=loaded, version=version, metrics=serve_metrics)
         service.start()
         app.state.service = service
@@ -64,6 +71,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     app = FastAPIOffline(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan,
                          max_body_size=settings.max_body_bytes)  # 413 on Content-Length or on bytes received
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.state.settings = settings
     app.state.metrics = serve_metrics
     app.include_router(web.router)

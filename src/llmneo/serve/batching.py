@@ -1,16 +1,24 @@
-"""Dynamic micro-batching: concurrent requests' texts share one forward pass.
+"""Continuous batching: a request that finds the model idle runs at once; requests that arrive while it
+is busy share the next pass.
 
-A request hands its texts to `MicroBatcher.submit` and awaits a future. One collector task gathers
-queued requests until `max_batch_size` texts are waiting or the oldest has waited `max_wait_ms`,
-then runs the forward pass in a single worker thread, so the event loop keeps answering (health,
-metrics, new requests) while the model works, and forward passes never compete for the CPU cores.
-A request is never split across batches: one with more texts than `max_batch_size` runs alone.
-With batching disabled every request gets its own forward pass through the same worker.
+A request hands its texts to `MicroBatcher.submit` and awaits a future. One collector task takes
+whatever is queued the moment the model is free, up to `max_batch_size` texts, and runs the pass in a
+single worker thread, so the event loop keeps answering (health, metrics, new requests) while the
+model works, and passes never compete for the cores. This is how TEI and Triton's dynamic batcher
+work: no timer holds an idle model back, and under load the batch fills by itself with the requests
+that came in during the previous pass. (`max_wait_ms` > 0 restores a wait for company when the model
+is idle, for backends whose single pass costs nearly as much as a full one, such as a GPU.)
+
+A request is never split across passes: one with more texts than `max_batch_size` runs alone.
+Back-pressure: when `max_queue_texts` texts already wait, `submit` raises `QueueFull` at once (the
+route answers 503 with Retry-After), so an overloaded server sheds load instead of queueing without
+bound. With batching disabled every request gets its own pass through the same worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,13 +27,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["BatchStats", "BatcherClosed", "MicroBatcher"]
+__all__ = ["BatchStats", "BatcherClosed", "MicroBatcher", "QueueFull"]
 
 InferFn = Callable[[list[str]], np.ndarray]  # texts -> (N, C) logits, same order
 
 
 class BatcherClosed(RuntimeError):
     """The server is shutting down and takes no new work."""
+
+
+class QueueFull(RuntimeError):
+    """Too many texts already wait; `retry_after_s` estimates when the queue will have drained."""
+
+    def __init__(self, queued_texts: int, retry_after_s: int):
+        super().__init__(f"the server is overloaded ({queued_texts} texts waiting); retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,8 @@ class MicroBatcher:
         infer: InferFn,
         *,
         max_batch_size: int,
-        max_wait_ms: float,
+        max_wait_ms: float = 0.0,
+        max_queue_texts: int = 1024,
         enabled: bool = True,
         observer: Callable[[BatchStats], None] | None = None,
     ) -> None:
@@ -61,13 +78,17 @@ class MicroBatcher:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if max_queue_texts < 1:
+            raise ValueError(f"max_queue_texts must be >= 1, got {max_queue_texts}")
         self._infer = infer
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000.0
+        self._max_queue_texts = max_queue_texts
         self._enabled = enabled
         self._observer = observer
         self._jobs: deque[_Job] = deque()
         self._queued_texts = 0  # texts in self._jobs, kept as a count so a long queue costs nothing to size
+        self._seconds_per_text = 0.0  # of the latest pass: the basis of Retry-After
         self._arrived = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -83,11 +104,17 @@ class MicroBatcher:
             self._task = asyncio.get_running_loop().create_task(self._collect_forever(), name="llmneo-batcher")
 
     async def submit(self, texts: list[str]) -> np.ndarray:
-        """Queue texts for the next forward pass and wait for their (len(texts), C) logits."""
+        """Queue texts for the next forward pass and wait for their (len(texts), C) logits.
+
+        Raises QueueFull when the queue is full (an empty queue always takes a request, however large),
+        BatcherClosed while shutting down.
+        """
         if self._closing or self._task is None:
             raise BatcherClosed("the server is shutting down")
         if not texts:
             raise ValueError("submit needs at least one text")
+        if self._jobs and self._queued_texts + len(texts) > self._max_queue_texts:
+            raise QueueFull(self._queued_texts, self._retry_after_s())
         job = _Job(list(texts), asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         self._queued_texts += len(job.texts)
@@ -102,6 +129,10 @@ class MicroBatcher:
             await self._task
         self._executor.shutdown(wait=True)
 
+    def _retry_after_s(self) -> int:
+        """Whole seconds (as HTTP wants) until the queued texts have likely run; at least 1."""
+        return max(1, math.ceil(self._queued_texts * self._seconds_per_text))
+
     async def _collect_forever(self) -> None:
         while True:
             jobs = await self._next_batch()
@@ -110,24 +141,27 @@ class MicroBatcher:
             await self._run_batch(jobs)
 
     async def _next_batch(self) -> list[_Job]:
-        """Wait for work, then for more work until the batch is full or the oldest job's wait is up."""
+        """Wait for work; take it at once (or, with max_wait_ms, once the batch is full or the wait is up)."""
         while not self._jobs:
             if self._closing:
                 return []
             self._arrived.clear()
             await self._arrived.wait()
-        if self._enabled:
-            deadline = self._jobs[0].enqueued + self._max_wait_s
-            while self.pending_texts < self._max_batch_size and not self._closing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except TimeoutError:
-                    break
+        if self._enabled and self._max_wait_s > 0:
+            await self._wait_for_company()
         return self._take()
+
+    async def _wait_for_company(self) -> None:
+        deadline = self._jobs[0].enqueued + self._max_wait_s
+        while self._queued_texts < self._max_batch_size and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
 
     def _take(self) -> list[_Job]:
         jobs = [self._jobs.popleft()]
@@ -156,6 +190,7 @@ class MicroBatcher:
                     job.future.set_exception(error)
             return
         model_seconds = time.perf_counter() - started
+        self._seconds_per_text = model_seconds / len(texts)
         offset = 0
         for job in live:
             rows = logits[offset : offset + len(job.texts)]  # (len(job.texts), C)

@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
+from llmneo.modelfolder import read_model_meta
 from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
+from llmneo.serve.service import available_cores, backend_label
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["APP_IMPORT", "free_port", "run_server", "serve_in_thread", "server_process", "settings_env", "wait_healthy"]
@@ -41,14 +43,26 @@ def settings_env(settings: ServeSettings) -> dict[str, str]:
     return env
 
 
-def run_server(settings: ServeSettings, workers: int = 1) -> None:
-    """Serve until interrupted; a local model path is checked first so a typo fails in one line."""
+def run_server(settings: ServeSettings, workers: int = 1, access_log: bool = False) -> None:
+    """Serve until interrupted; a local model path is checked first so a typo fails in one line.
+
+    The first line printed says which folder and backend will serve (a run folder: its fastest checked
+    export). With N workers each process gets cores/N threads unless --num-threads says otherwise:
+    N processes each sized for the whole machine would fight over its cores. No access log by default:
+    a line per request costs the event loop CPU, and /metrics and the prediction log count requests.
+    """
     import uvicorn
 
+    if workers > 1 and settings.num_threads is None:
+        settings = settings.model_copy(update={"num_threads": max(1, available_cores() // workers)})
     if not settings.model.startswith(MLFLOW_SCHEMES):
-        fetch_model(settings.model)  # raises FileNotFoundError naming the path
+        folder, _ = fetch_model(settings.model, backend=settings.backend)  # FileNotFoundError naming the path
+        threads = settings.num_threads or available_cores()
+        print(f"INFO:     llmneo serve: {folder} ({backend_label(read_model_meta(folder))} backend), "
+              f"{workers} worker(s) x {threads} threads",
+              file=sys.stderr, flush=True)
     os.environ.update(settings_env(settings))
-    uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers,
+    uvicorn.run(APP_IMPORT, host=settings.host, port=settings.port, workers=workers, access_log=access_log,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info")
 
 
@@ -95,10 +109,10 @@ def server_process(
             output.close()
 
 
-def uvicorn_command(host: str, port: int) -> list[str]:
-    """The container's command line, run with this interpreter."""
-    return [sys.executable, "-m", "uvicorn", APP_IMPORT, "--host", host, "--port", str(port),
-            "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)]
+def uvicorn_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """The container's command line (its UVICORN_ACCESS_LOG=false included), run with this interpreter."""
+    return [sys.executable, "-m", "uvicorn", APP_IMPORT, "--host", host, "--port", str(port), "--no-access-log",
+            "--workers", str(workers), "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)]
 
 
 @contextmanager

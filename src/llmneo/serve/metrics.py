@@ -62,6 +62,10 @@ class ServeMetrics:
         self.predictions = Counter(
             "llmneo_predictions", "Predicted labels.", ["label"], registry=self.registry
         )
+        self.shed = Counter(
+            "llmneo_shed_requests", "Requests answered 503 because too many texts were queued.",
+            registry=self.registry,
+        )
         self.ready = Gauge("llmneo_ready", "1 while the model is loaded and requests are accepted.",
                            registry=self.registry)
 

@@ -3,6 +3,9 @@
 `llmneo serve` accepts what a user has at hand: an outputs run folder, a model folder, or a registry
 reference such as ``models:/llmneo-sst2-student@champion``. Whatever the source, the server ends up
 with a local llmneo model folder (CONTRACTS.md) and a version string for /info and the logs.
+
+A run folder is served by its fastest backend that is known to be right: its int8 ONNX export when
+that export passed its agreement check with PyTorch, then its fp32 export, then the torch student.
 """
 
 from __future__ import annotations
@@ -11,19 +14,42 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from llmneo.modelfolder import META_FILE, resolve_model_dir
+from llmneo.modelfolder import (
+    EXPORT_DIRS,
+    META_FILE,
+    export_passed,
+    has_model_folder,
+    read_model_meta,
+    resolve_model_dir,
+)
 from llmneo.tracking.store import resolve_tracking_uri
 
-__all__ = ["MLFLOW_SCHEMES", "fetch_model", "folder_version"]
+__all__ = ["MLFLOW_SCHEMES", "fetch_model", "folder_version", "serving_folder"]
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
-def fetch_model(source: str, tracking_uri: str | None = None) -> tuple[Path, str | None]:
+def fetch_model(source: str, tracking_uri: str | None = None, backend: str = "auto") -> tuple[Path, str | None]:
     """A local model folder for `source`, and its registry version when it came from the registry."""
     if source.startswith(MLFLOW_SCHEMES):
         return _download(source, resolve_tracking_uri(tracking_uri))
-    return resolve_model_dir(source), None
+    return serving_folder(Path(source), backend), None
+
+
+def serving_folder(path: Path, backend: str = "auto") -> Path:
+    """The folder to serve for `path`: a model folder as is; for a run folder, by `backend`:
+    auto: the checked int8 export, else the checked fp32 one, else the student; onnx: an export or an
+    error; torch: the student."""
+    if has_model_folder(path) or backend == "torch":
+        return resolve_model_dir(path)
+    for relative in EXPORT_DIRS.values():
+        folder = path / relative
+        if has_model_folder(folder) and export_passed(read_model_meta(folder)):
+            return folder
+    if backend == "onnx":
+        raise FileNotFoundError(f"{path}: no ONNX export that passed its agreement check in "
+                                f"{' or '.join(EXPORT_DIRS.values())}; run `llmneo export {path} --quantize int8`")
+    return resolve_model_dir(path)
 
 
 def folder_version(folder: Path) -> str:

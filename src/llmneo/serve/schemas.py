@@ -13,11 +13,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, create_model
 
 __all__ = [
+    "ErrorResponse",
     "HealthResponse",
     "InfoResponse",
     "PredictRequest",
     "PredictResponse",
     "PredictResult",
+    "ValidationErrorResponse",
     "predict_request_model",
 ]
 
@@ -70,6 +72,28 @@ class PredictResponse(BaseModel):
     latency_ms: float = Field(..., description="Server-side time for this request, queueing included.")
 
 
+class ErrorResponse(BaseModel):
+    """The body of 401, 413 and 503 answers."""
+
+    detail: str
+
+
+class ValidationErrorItem(BaseModel):
+    """One problem with a request, as FastAPI reports it; `loc` names the field (or the byte offset)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorResponse(BaseModel):
+    """The body of 400 (unparsable JSON) and 422 (a field that breaks the schema or the model's abilities)."""
+
+    detail: list[ValidationErrorItem]
+
+
 class HealthResponse(BaseModel):
     status: str = Field(..., description="'ok' when serving, 'draining' while shutting down.")
     ready: bool = Field(..., description="The model is loaded and requests are accepted.")
@@ -93,7 +117,10 @@ class InfoResponse(BaseModel):
     lora_rank: int | None
     labels: list[str]
     device: str
-    backend: str
+    backend: str = Field(..., description="'onnx' or 'torch'.")
+    quantization: str | None = Field(None, description="An ONNX model's quantisation ('int8' or 'none').")
+    model_dir: str = Field(..., description="The model folder being served (for a run folder: the one picked).")
+    threads: int = Field(..., description="Intra-op threads of the backend.")
     limits: dict[str, Any]
     calibration_temperature: float | None
     calibration: dict[str, Any] | None

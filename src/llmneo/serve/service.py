@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from llmneo.inference import Predictor
@@ -24,7 +26,15 @@ from llmneo.serve.model_source import fetch_model, folder_version
 from llmneo.serve.settings import ServeSettings
 from llmneo.tracking.store import resolve_tracking_uri
 
-__all__ = ["ModelService", "PredictOutcome", "load_predictor"]
+__all__ = [
+    "ModelService",
+    "PredictOutcome",
+    "available_cores",
+    "backend_label",
+    "describe",
+    "load_predictor",
+    "sleeping_thread_pools",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +46,55 @@ class PredictOutcome:
     latency_ms: float
 
 
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 quota (a container's --cpus)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
+
+
+def sleeping_thread_pools(settings: ServeSettings) -> None:
+    """Unless LLMNEO_SPIN_WAIT is on, make torch's OpenMP threads sleep between parallel regions, as
+    ONNX Runtime's pool threads do (`session_options`).
+
+    Like ONNX Runtime's, OpenMP's idle threads spin by default, which on cores shared with the event loop,
+    the clients and neighbours stalls every pass: measured on 2 busy cores, a 2-text torch call took
+    ~210 ms spinning and ~10-20 ms with OMP_WAIT_POLICY=PASSIVE. OpenMP reads the variable once, when
+    torch loads it, so this runs before the model is loaded; an explicit OMP_WAIT_POLICY wins.
+    """
+    if not settings.spin_wait:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def load_predictor(settings: ServeSettings) -> tuple[Predictor, str]:
-    """Fetch and load the model named by the settings; returns it with its version string."""
-    folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri)
+    """Fetch and load the model named by the settings; returns it with its version string.
+
+    Threads default to the cores this process has (`llmneo serve --workers N` divides them): ONNX
+    Runtime would otherwise size its pool by the machine's cores, not the container's share.
+    """
+    sleeping_thread_pools(settings)
+    folder, registry_version = fetch_model(settings.model, settings.mlflow_tracking_uri, settings.backend)
     predictor = Predictor.load(folder, backend=settings.backend, device=settings.device,
-                               num_threads=settings.num_threads)
+                               num_threads=settings.num_threads or available_cores(),
+                               onnx_spinning=settings.spin_wait)
     return predictor, registry_version or folder_version(folder)
+
+
+def backend_label(meta: dict[str, Any]) -> str:
+    """'torch', 'onnx int8' or 'onnx fp32': what a model folder runs on, for people."""
+    if meta.get("backend", "torch") != "onnx":
+        return "torch"
+    return f"onnx {'int8' if meta.get('quantization') == 'int8' else 'fp32'}"
+
+
+def describe(predictor: Predictor, settings: ServeSettings) -> str:
+    """One line on what is served and how: the first thing the server logs."""
+    threads = settings.num_threads or available_cores()
+    return (f"llmneo serving {predictor.model_dir} with the {backend_label(predictor.meta)} backend on "
+            f"{predictor.device}, {threads} threads, batches of up to {settings.max_batch_size} texts")
 
 
 @dataclass
@@ -59,11 +112,14 @@ class ModelService:
     draining: bool = False
 
     def __post_init__(self) -> None:
+        settings = self.settings
         self.batcher = MicroBatcher(
-            lambda texts: self.predictor.predict_logits(texts, batch_size=self.settings.predict_batch_size),
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_ms=self.settings.max_wait_ms,
-            enabled=self.settings.batching,
+            lambda texts: self.predictor.predict_logits(texts, batch_size=settings.predict_batch_size,
+                                                        max_batch_tokens=settings.max_batch_tokens),
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue_texts=settings.max_queue_texts,
+            enabled=settings.batching,
             observer=self.metrics.observe_batch,
         )
         if self.settings.log_path is not None:
@@ -129,6 +185,9 @@ class ModelService:
             "labels": self.labels,
             "device": self.predictor.device,
             "backend": self.predictor.backend_name,
+            "quantization": meta.get("quantization") if self.predictor.backend_name == "onnx" else None,
+            "model_dir": str(self.predictor.model_dir),
+            "threads": settings.num_threads or available_cores(),
             "limits": {
                 "max_texts": settings.max_texts,
                 "max_text_chars": settings.max_text_chars,
@@ -136,6 +195,8 @@ class ModelService:
                 "max_tokens": self.predictor.max_length,
                 "max_batch_size": settings.max_batch_size,
                 "max_wait_ms": settings.max_wait_ms,
+                "max_batch_tokens": settings.max_batch_tokens,
+                "max_queue_texts": settings.max_queue_texts,
                 "batching": settings.batching,
             },
             "calibration_temperature": self.temperature,

@@ -26,9 +26,15 @@ class ServeSettings(BaseSettings):
         description="A model folder, a run folder (its student/ is served) or an MLflow model URI "
         "(models:/name@alias, models:/name/3, runs:/<id>/path).",
     )
-    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="Predictor backend.")
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="Predictor backend. 'auto' on a run folder: its int8 ONNX export when it passed its "
+        "agreement check, then its fp32 one, then the torch student; on a model folder: what it holds.")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda:0'.")
-    num_threads: int | None = Field(None, gt=0, description="Intra-op threads of the backend.")
+    num_threads: int | None = Field(
+        None, gt=0, description="Intra-op threads of the backend; default: the cores this process may use.")
+    spin_wait: bool = Field(
+        False, description="Backend threads (ONNX Runtime's pool, torch's OpenMP) spin-wait between ops: a little "
+        "faster on idle cores, much slower when the server shares its cores with its clients or other work.")
     host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise.")
     port: int = Field(8000, gt=0, lt=65536)
 
@@ -45,7 +51,14 @@ class ServeSettings(BaseSettings):
 
     batching: bool = Field(True, description="false: every request gets its own forward pass.")
     max_batch_size: int = Field(32, gt=0, description="Most texts gathered into one forward pass.")
-    max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits for more requests.")
+    max_wait_ms: float = Field(
+        0.0, ge=0, description="How long a request that finds the model idle waits for others (0: runs at once; "
+        "requests arriving while the model is busy always share the next pass).")
+    max_batch_tokens: int = Field(
+        512, gt=0, description="Most padded tokens (texts x longest) in one forward pass: a gathered batch runs "
+        "as length-sorted passes within it, so short texts are not padded to the longest one.")
+    max_queue_texts: int = Field(
+        1024, gt=0, description="Most texts waiting for the model; above it /predict answers 503 with Retry-After.")
     predict_batch_size: int = Field(32, gt=0, description="Batch size inside the predictor's forward pass.")
 
     api_key: SecretStr | None = Field(None, description="When set, /predict needs 'Authorization: Bearer <key>'.")

@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from llmneo.serve.routes.deps import ServiceDep
+from llmneo.serve.routes.deps import RETRY_AFTER_HEADER, RETRY_AFTER_S, ServiceDep, unavailable_response
 from llmneo.serve.schemas import HealthResponse, InfoResponse
 
 __all__ = ["router"]
@@ -18,7 +18,8 @@ router = APIRouter(tags=["status"])
 @router.get(
     "/health",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "Draining or not loaded."}},
+    responses={503: {"model": HealthResponse, "description": "Draining or not loaded.",
+                      "headers": RETRY_AFTER_HEADER}},
 )
 def health(request: Request) -> JSONResponse:
     """200 while the model is loaded and requests are taken, 503 while draining; never needs a key."""
@@ -32,10 +33,13 @@ def health(request: Request) -> JSONResponse:
             model=service.name,
             uptime_s=round(time.monotonic() - service.started, 3),
         )
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+    if body.ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-@router.get("/info", response_model=InfoResponse)
+@router.get("/info", response_model=InfoResponse,
+            responses={503: unavailable_response("The model is not loaded or the server is draining.")})
 def info(service: ServiceDep) -> InfoResponse:
     """Model name, version, provenance, labels, backend, limits, calibration and dev metrics."""
     return InfoResponse.model_validate(service.info())

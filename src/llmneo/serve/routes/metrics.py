@@ -11,7 +11,8 @@ __all__ = ["router"]
 router = APIRouter(tags=["status"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response,
+            responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}})
 def metrics(request: Request) -> Response:
     """Request counts by status, latency histograms, batch sizes and model time."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,25 +1,46 @@
 """`POST /predict`: texts in, a label and class probabilities per text out.
 
 The router is built per app because the request model carries that app's limits (texts per request,
-characters per text), which FastAPI then enforces and publishes in the OpenAPI schema. (No
-`from __future__ import annotations` here: FastAPI must see the per-app model object, not its name.)
+characters per text), which FastAPI then enforces and publishes in the OpenAPI schema, and because
+the API key (and so the 401 answer) exists only when the app has one. Every status the route can
+answer is documented, with its body and headers. (No `from __future__ import annotations` here:
+FastAPI must see the per-app model object, not its name.)
 """
+
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from llmneo.serve.batching import BatcherClosed
-from llmneo.serve.routes.deps import ApiKeyDep, ServiceDep
-from llmneo.serve.schemas import PredictRequest, PredictResponse, PredictResult, predict_request_model
+from llmneo.serve.batching import BatcherClosed, QueueFull
+from llmneo.serve.routes.deps import ServiceDep, api_key_dependencies, unavailable, unavailable_response
+from llmneo.serve.schemas import (
+    ErrorResponse,
+    PredictRequest,
+    PredictResponse,
+    PredictResult,
+    ValidationErrorResponse,
+    predict_request_model,
+)
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["predict_router"]
 
-_ERRORS = {
-    401: {"description": "LLMNEO_API_KEY is set and the Bearer token is missing or wrong."},
-    413: {"description": "The body is over the size limit."},
-    422: {"description": "Invalid body, or calibrate/threshold that this model cannot honour."},
-    503: {"description": "The server is draining."},
-}
+_REQUEST_ID = {"X-Request-ID": {"description": "The request's id in the prediction log.", "schema": {"type": "string"}}}
+
+
+def _responses(with_key: bool) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"description": "One result per text, in the order sent.", "headers": _REQUEST_ID},
+        400: {"model": ValidationErrorResponse, "description": "The body is not valid JSON (`loc` gives the offset)."},
+        413: {"model": ErrorResponse, "description": "The body is over the size limit."},
+        422: {"model": ValidationErrorResponse,
+              "description": "A field breaks the schema, or calibrate/threshold that this model cannot honour."},
+        503: unavailable_response("Overloaded (too many texts queued), loading or draining: retry later."),
+    }
+    if with_key:
+        responses[401] = {"model": ErrorResponse, "description": "The Bearer token is missing or wrong.",
+                          "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
+    return responses
 
 
 def predict_router(settings: ServeSettings) -> APIRouter:
@@ -27,19 +48,22 @@ def predict_router(settings: ServeSettings) -> APIRouter:
     router = APIRouter(tags=["predict"])
     request_model = predict_request_model(settings.max_texts, settings.max_text_chars)
 
-    @router.post("/predict", response_model=PredictResponse, responses=_ERRORS)
+    @router.post("/predict", response_model=PredictResponse, responses=_responses(settings.api_key is not None),
+                 dependencies=api_key_dependencies(settings))
     async def predict(
         body: request_model,  # type: ignore[valid-type]
         service: ServiceDep,
-        _: ApiKeyDep,
         response: Response,
     ) -> PredictResponse:
         """Classify `texts`; `threshold` applies to P(positive) (two-class models only)."""
         _check_options(body, service.labels, service.temperature)
         try:
             outcome = await service.predict(body.texts, body.calibrate, body.threshold)
+        except QueueFull as error:
+            service.metrics.shed.inc()
+            raise unavailable(str(error), error.retry_after_s) from None
         except BatcherClosed as error:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+            raise unavailable(str(error)) from None
         response.headers["X-Request-ID"] = outcome.request_id
         return PredictResponse(
             results=[PredictResult(pred=p.pred, label=p.label, probs=p.probs) for p in outcome.predictions],
