@@ -39,10 +39,10 @@ models: install
 demo: install
 	$(BIN)/llmneo run --config configs/demo.yaml
 
-# The best recipe on 2 cores (about 75 min, every stage resumable), then its ablation (3 more arms, 7 min each).
+# The best recipe on 2 cores (about 100 min, every stage resumable), then its ablation (3 more arms, 12 CPU-minutes each).
 best-cpu: models
 	$(BIN)/llmneo run --config configs/best-cpu.yaml
-	$(BIN)/llmneo compare --config configs/best-cpu.yaml --minutes 7
+	$(BIN)/llmneo compare --config configs/best-cpu.yaml --minutes 12
 
 # The accuracy/speed frontier of six students trained from best-cpu's teacher and caches (about 40-45 min).
 sweep: models
