@@ -46,7 +46,7 @@ best-cpu: models
 
 # The accuracy/speed frontier of six students trained from best-cpu's teacher and caches (about 40-45 min).
 sweep: models
-	$(BIN)/llmneo sweep --config configs/best-cpu.yaml --minutes 2 --cap smollm2-lora-r4=6
+	$(BIN)/llmneo sweep --config configs/best-cpu.yaml --minutes 2 --cap smollm2-lora-r4=6 --max-examples 436
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
