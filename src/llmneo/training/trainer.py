@@ -73,6 +73,7 @@ class DistillationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.loss_config = loss_config or LossConfig()
         self.projection = projection  # trained beside the student for the intermediate-layer term, never saved
+        self._projection_in_optimizer = False
         self.time_budget = time_budget  # (seconds, warm-up share, clock) of a clock-driven schedule, or None
         self._component_sums: dict[str, torch.Tensor] = {}
         self._component_count = 0
@@ -110,7 +111,7 @@ class DistillationTrainer(Trainer):
     def create_optimizer(self, model=None):
         """The student's optimizer, plus the projection's weights (no decay) when the hidden term is on."""
         optimizer = super().create_optimizer(model)
-        if self.projection is not None and not getattr(self, "_projection_in_optimizer", False):
+        if self.projection is not None and not self._projection_in_optimizer:
             optimizer.add_param_group({"params": list(self.projection.parameters()), "weight_decay": 0.0})
             self._projection_in_optimizer = True
         return optimizer
