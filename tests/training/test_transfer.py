@@ -79,10 +79,10 @@ def test_reduced_best_cpu_recipe_and_its_ablation_end_to_end(tmp_path, tiny_bert
     import yaml
 
     shipped = yaml.safe_load(Path("configs/best-cpu.yaml").read_text())
-    path = write_tiny_config(tmp_path, tiny_bert_source, "run:teacher", sst2_dir,
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir,
                              augment={**shipped["augment"], "n_per_example": 1, "max_rows": 96},
                              loss=shipped["loss"], cache={"backend": shipped["cache"]["backend"]},
-                             student={"lora": shipped["student"]["lora"], "keep_layers": [0, 2]})
+                             student={"lora": shipped["student"]["lora"]})
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 0, result.output[-2000:]
@@ -123,3 +123,36 @@ def test_rest_of_train_is_the_split_outside_the_labelled_rows_without_labels(tmp
     assert all(set(row) == {"sentence", "source_row", "method"} for row in rows)  # no label travels with a row
     with pytest.raises(Exception, match="methods is empty and rest_of_train is false"):
         load_config(path, ["augment.rest_of_train=false"])
+
+
+@pytest.mark.slow
+def test_compare_trains_arms_side_by_side_in_processes_nested_under_the_ablation_run(
+        tmp_path, tiny_bert_source, sst2_dir, monkeypatch):
+    """`compare --jobs 2`: both arms train at once in child processes, each on one of the two threads'
+    worth, logging to its own file, their MLflow runs children of the ablation's run; `--resume` keeps them."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir, tracking={
+        "enabled": True, "tracking_uri": uri, "experiment": "arms", "log_model": False, "log_system_metrics": False})
+    arms = ["--arm", "ce: loss.alpha=0 student.train.max_steps=3", "--arm", "kd: student.train.max_steps=3"]
+    result = CliRunner().invoke(app, ["compare", "--config", str(path), "--minutes", "1", "--jobs", "2", *arms])
+    assert result.exit_code == 0, result.output[-2000:]
+    run_dir = load_config(path).run_dir
+    rows = json.loads((run_dir / "ablation.json").read_text())
+    assert [row["arm"] for row in rows] == ["ce", "kd"] and all(row["steps"] == 3 for row in rows)
+    for arm in ("ce", "kd"):
+        log = (run_dir / "ablation" / arm / "train.log").read_text()
+        assert "[student] dev accuracy" in log  # the child's own output, not the parent's console
+        assert load_config(run_dir / "ablation" / arm / "config.yaml").student.train.num_threads == 1
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("arms")
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    parent = runs["tiny-ablation"].info.run_id
+    for arm in ("ce", "kd"):
+        child = runs[f"{arm}-student"]
+        assert child.data.tags["mlflow.parentRunId"] == parent and child.info.status == "FINISHED"
+    again = CliRunner().invoke(app, ["compare", "--config", str(path), "--minutes", "1", "--jobs", "2", "--resume", *arms])
+    assert again.exit_code == 0 and again.output.count("kept from an earlier run") == 2, again.output[-2000:]

@@ -55,11 +55,15 @@ def augment(config: ConfigOption, set_: SetOption = None, skip_bad_rows: SkipBad
 def compare(
     config: ConfigOption,
     set_: SetOption = None,
-    minutes: Annotated[float, typer.Option(min=0.1, help="Wall-clock training cap per arm.")] = 10.0,
+    minutes: Annotated[float, typer.Option(
+        min=0.1, help="Training cap per arm, in minutes of student.train.time_limit_clock (wall or cpu).")] = 10.0,
     arm: Annotated[list[str] | None, typer.Option(
         "--arm", help="'NAME: key=value ...' (repeatable); default: CE gold, KD gold, CE gold + teacher hard "
         "labels on the transfer set, and the configured recipe.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Keep arms that already finished.")] = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", min=1, help="Arms trained at once, each in its own process on cores/jobs threads "
+        "(its output in <arm>/train.log).")] = 1,
 ) -> None:
     """The ablation: one student architecture, several recipes, the same wall-clock cap; a table and a chart."""
     from llmneo.training.ablation import ABLATION_ARMS, parse_arm
@@ -68,7 +72,7 @@ def compare(
     cfg = load(config, set_)
     with user_errors():
         arms = dict(parse_arm(spec) for spec in arm) if arm else ABLATION_ARMS
-        run_compare(cfg, arms, minutes, resume)
+        run_compare(cfg, arms, minutes, resume, jobs)
 
 
 @app.command()

@@ -266,7 +266,8 @@ def _resumable_run_id(client: MlflowClient, config: Config, stage: str | None) -
 
 
 @contextmanager
-def _open_run(config: Config, stage: str | None, run_name: str, resume: bool = False) -> Iterator[MlflowTracker]:
+def _open_run(config: Config, stage: str | None, run_name: str, resume: bool = False,
+              parent_run_id: str | None = None) -> Iterator[MlflowTracker]:
     uri = resolve_tracking_uri(config.tracking.tracking_uri)
     with _tracking_uri(uri), _sigterm_raises():
         client = MlflowClient(uri)
@@ -278,6 +279,7 @@ def _open_run(config: Config, stage: str | None, run_name: str, resume: bool = F
             experiment_id=None if resumed else experiment,
             run_name=None if resumed else run_name,
             nested=parent is not None,
+            parent_run_id=None if parent is not None or resumed else parent_run_id,
             tags=run_tags(config, stage),
             log_system_metrics=False,  # our own monitor below, so its interval is per config
         )
@@ -318,12 +320,13 @@ def pipeline_run(config: Config, resume: bool = False) -> Iterator[Tracker]:
 
 
 @contextmanager
-def stage_run(config: Config, stage: str, resume: bool = False) -> Iterator[Tracker]:
-    """One stage's run: a child of whatever run is active, else a top-level run (continued on resume)."""
+def stage_run(config: Config, stage: str, resume: bool = False, parent_run_id: str | None = None) -> Iterator[Tracker]:
+    """One stage's run: a child of whatever run is active, else of `parent_run_id` (a run another process
+    holds open, as `compare --jobs` arms do), else a top-level run (continued on resume)."""
     if stage not in STAGES:
         raise ValueError(f"stage_run: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     if not _tracks(config):
         yield NullTracker()
         return
-    with _open_run(config, stage, f"{config.name}-{stage}", resume) as tracker:
+    with _open_run(config, stage, f"{config.name}-{stage}", resume, parent_run_id) as tracker:
         yield tracker

@@ -10,7 +10,10 @@ keeps learning, so every arm gets the same minutes and as many epochs as fit in 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,27 +88,87 @@ def _same_student_recipe(base: Config, arm: Config) -> bool:
 
 
 def run_ablation(config: Config, arms: dict[str, list[str]], minutes: float | None, resume: bool = False,
-                 folder: str = "ablation") -> list[ArmResult]:
-    """Train every arm (an arm whose metrics exist is kept unless it is re-run) and return the results."""
-    from llmneo.training.pipeline import run_distill_stage
+                 folder: str = "ablation", jobs: int = 1, parent_run_id: str | None = None) -> list[ArmResult]:
+    """Train every arm (an arm whose metrics exist is kept unless it is re-run) and return the results.
 
-    results = []
-    for number, (arm, overrides) in enumerate(arms.items(), start=1):
+    `jobs > 1` trains that many arms at once, each in its own process on `cores // jobs` threads (unless
+    the config pins `student.train.num_threads`): on a small CPU machine two one-thread arms get more
+    done than one two-thread arm, and arms that run side by side share the machine alike. Each arm's
+    output goes to `<arm>/train.log`; its MLflow run nests under `parent_run_id`.
+    """
+    results: dict[str, ArmResult] = {}
+    pending: list[tuple[str, list[str], Config]] = []
+    for arm, overrides in arms.items():
         arm_cfg = arm_config(config, arm, overrides, minutes, folder)
         if _same_student_recipe(config, arm_cfg) and (config.run_dir / "metrics.json").is_file():
             print(f"[ablation] {arm}: the run's own student (same recipe, same cap): not trained again")
-            results.append(_result(arm, overrides, config.run_dir))
-            continue
-        if (arm_cfg.run_dir / "metrics.json").is_file() and resume:
+            results[arm] = _result(arm, overrides, config.run_dir)
+        elif (arm_cfg.run_dir / "metrics.json").is_file() and resume:
             print(f"[ablation] {arm}: kept from an earlier run")
+            results[arm] = _result(arm, overrides, arm_cfg.run_dir)
         else:
-            cap = arm_cfg.student.train.time_limit_minutes
-            print(f"[ablation] arm {number}/{len(arms)}: {arm} ({' '.join(overrides) or 'the configured recipe'}), "
-                  f"{f'{cap:g} min' if cap else 'no time cap'}")
+            pending.append((arm, overrides, arm_cfg))
+    if jobs > 1 and len(pending) > 1:
+        _train_side_by_side(config, pending, jobs, resume, parent_run_id)
+    else:
+        _train_one_by_one(config, pending, resume, parent_run_id)
+    for arm, overrides, arm_cfg in pending:
+        results[arm] = _result(arm, overrides, arm_cfg.run_dir)
+    return [results[arm] for arm in arms]
+
+
+def _describe(arm: str, overrides: list[str], arm_cfg: Config) -> str:
+    cap = arm_cfg.student.train.time_limit_minutes
+    return f"{arm} ({' '.join(overrides) or 'the configured recipe'}), {f'{cap:g} min' if cap else 'no time cap'}"
+
+
+def _train_one_by_one(config: Config, pending: list[tuple[str, list[str], Config]], resume: bool,
+                      parent_run_id: str | None) -> None:
+    from llmneo.training.pipeline import run_distill_stage
+
+    for number, (arm, overrides, arm_cfg) in enumerate(pending, start=1):
+        print(f"[ablation] arm {number}/{len(pending)}: {_describe(arm, overrides, arm_cfg)}")
+        _link_shared_inputs(config, arm_cfg)
+        run_distill_stage(arm_cfg, resume=resume, parent_run_id=parent_run_id)
+
+
+def _train_side_by_side(config: Config, pending: list[tuple[str, list[str], Config]], jobs: int, resume: bool,
+                        parent_run_id: str | None) -> None:
+    from tqdm.auto import tqdm
+
+    threads = max(1, _cores() // jobs)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {}
+        for arm, overrides, arm_cfg in pending:
+            if arm_cfg.student.train.num_threads is None:
+                arm_cfg = arm_cfg.model_copy(update={"student": arm_cfg.student.model_copy(update={
+                    "train": arm_cfg.student.train.model_copy(update={"num_threads": threads})})})
             _link_shared_inputs(config, arm_cfg)
-            run_distill_stage(arm_cfg, resume=resume)
-        results.append(_result(arm, overrides, arm_cfg.run_dir))
-    return results
+            log = arm_cfg.run_dir / "train.log"
+            print(f"[ablation] {_describe(arm, overrides, arm_cfg)}: {arm_cfg.student.train.num_threads} "
+                  f"thread(s), log {log}")
+            futures[pool.submit(_train_arm_in_child, arm_cfg.model_dump(mode="json"), str(log), resume,
+                                parent_run_id)] = arm
+        with tqdm(total=len(futures), desc=f"ablation arms ({jobs} at a time)", unit="arm") as bar:
+            for future in as_completed(futures):
+                future.result()  # an arm's error is raised here, naming it in its log
+                bar.set_postfix_str(f"{futures[future]} done")
+                bar.update()
+
+
+def _train_arm_in_child(raw_config: dict[str, Any], log: str, resume: bool, parent_run_id: str | None) -> None:
+    """One arm in a worker process, its output in its own log so that parallel arms do not interleave."""
+    config = validate_config(raw_config, source=f"ablation arm {raw_config.get('name')!r}")
+    os.environ["OMP_NUM_THREADS"] = str(config.student.train.num_threads)  # before torch starts its pool
+    from llmneo.training.pipeline import run_distill_stage
+
+    with open(log, "a", encoding="utf-8") as stream, redirect_stdout(stream), redirect_stderr(stream):
+        run_distill_stage(config, resume=resume, parent_run_id=parent_run_id)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def ablation_table(results: list[ArmResult]) -> str:

@@ -67,11 +67,11 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _stage_run(config: Config, stage: str, resume: bool = False):
+def _stage_run(config: Config, stage: str, resume: bool = False, parent_run_id: str | None = None):
     """The stage's tracker on rank 0; the other ranks of a distributed launch log nothing."""
     if not is_main_process():
         return nullcontext(tracking.NullTracker())
-    return tracking.stage_run(config, stage, resume)
+    return tracking.stage_run(config, stage, resume, parent_run_id)
 
 
 def _start(config: Config) -> None:
@@ -145,8 +145,9 @@ def _write_predictions(path: Path, splits: DataSplits, labels: list[str], teache
             writer.writerow([text, label] + [f"{p:.6f}" for p in t_row] + [f"{p:.6f}" for p in s_row])
 
 
-def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
-    """Train the student from cached teacher logits (the teacher is loaded only if the cache is missing)."""
+def run_distill_stage(config: Config, resume: bool = False, parent_run_id: str | None = None) -> TrainOutcome:
+    """Train the student from cached teacher logits (the teacher is loaded only if the cache is missing).
+    `parent_run_id`: the MLflow run to nest under when the caller's run lives in another process."""
     _start(config)
     splits = student_splits(config)
     transfer = load_transfer_set(config, splits.train)
@@ -160,7 +161,7 @@ def run_distill_stage(config: Config, resume: bool = False) -> TrainOutcome:
             "loss": config.loss.model_dump(),
             "data": {"train": len(splits.train), "dev": len(splits.dev), "transfer": len(transfer or []),
                      "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
-    with _stage_run(config, "student", resume) as tracker:
+    with _stage_run(config, "student", resume, parent_run_id) as tracker:
         meta["mlflow_run_id"] = tracker.run_id  # lets a served model name its source run
         training = DataSplits(LabeledTexts(train_texts, train_labels, "gold+transfer"), splits.dev)
         outcome = fine_tune(loaded, config.student, training, config.run_dir / "student", meta,
@@ -261,7 +262,8 @@ def _print_summary(config: Config, summary: dict[str, dict]) -> None:
     Console().print(f"student is {summary['speedup']:.1f}x faster per example; outputs in {config.run_dir}")
 
 
-def run_compare(config: Config, arms: dict[str, list[str]], minutes: float, resume: bool = False) -> list:
+def run_compare(config: Config, arms: dict[str, list[str]], minutes: float, resume: bool = False,
+                jobs: int = 1) -> list:
     """The ablation after the teacher, transfer set and cache stages; writes ablation.{md,json,png}."""
     from llmneo.reporting.plots import ablation_figure, png_bytes
     from llmneo.training.ablation import ablation_curves, ablation_table, run_ablation
@@ -270,7 +272,7 @@ def run_compare(config: Config, arms: dict[str, list[str]], minutes: float, resu
     run_augment_stage(config)
     run_cache_stage(config)
     with _stage_run(config, "ablation") as tracker:
-        results = run_ablation(config, arms, minutes, resume)
+        results = run_ablation(config, arms, minutes, resume, jobs=jobs, parent_run_id=tracker.run_id)
         table = ablation_table(results)
         write_text_atomic(config.run_dir / "ablation.md", table)
         write_json(config.run_dir / "ablation.json", [r.__dict__ for r in results])
