@@ -65,7 +65,7 @@ def compare(
         "--jobs", min=1, help="Arms trained at once, each in its own process on cores/jobs threads "
         "(its output in <arm>/train.log).")] = 1,
 ) -> None:
-    """The ablation: one student architecture, several recipes, the same wall-clock cap; a table and a chart."""
+    """The ablation: one student architecture, several recipes, the same training cap; a table and a chart."""
     from llmneo.training.ablation import ABLATION_ARMS, parse_arm
     from llmneo.training.pipeline import run_compare
 

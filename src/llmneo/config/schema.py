@@ -124,8 +124,8 @@ class TrainSettings(_Strict):
         "than the last; save_steps must be a multiple of eval_steps."
     )
     time_limit_minutes: float | None = Field(
-        None, gt=0, description="Stop training after this many minutes of wall time (then evaluate and save): "
-        "arms of an ablation compared under the same wall-clock cap."
+        None, gt=0, description="Stop training after this many minutes, on the clock time_limit_clock names (then "
+        "evaluate and save): arms of an ablation compared under the same budget."
     )
     time_limit_clock: Literal["wall", "cpu"] = Field(
         "wall", description="What time_limit_minutes counts. wall: elapsed time. cpu: the process's CPU time "

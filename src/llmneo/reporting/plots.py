@@ -185,7 +185,7 @@ def comparison_figure(models: Mapping[str, Mapping[str, float | None]]) -> Figur
 
 
 def ablation_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-                    title: str = "Ablation: dev accuracy under one wall-clock cap") -> Figure:
+                    title: str = "Ablation: dev accuracy under one training budget") -> Figure:
     """Dev accuracy against training minutes, one line per arm: `curves[arm] = (minutes, accuracies)`."""
     figure = _new_figure()
     axis = figure.add_subplot()

@@ -1,4 +1,4 @@
-"""The ablation: one student architecture, several training recipes, the same wall-clock cap.
+"""The ablation: one student architecture, several training recipes, the same training cap.
 
 Each arm is the run's config with a few overrides (`loss.alpha=0`, `augment.enabled=false`, ...),
 trained in `<run_dir>/ablation/<arm>/` from the run's own tuned teacher and cached logits (linked, not
@@ -50,7 +50,7 @@ class ArmResult:
 def arm_config(config: Config, arm: str, overrides: list[str], minutes: float | None,
                folder: str = "ablation") -> Config:
     """The run's config for one arm: its own folder (`<run_dir>/<folder>/<arm>`), the shared cache, the
-    wall-clock cap (None: none, or the one its overrides set)."""
+    training cap in minutes (None: none, or the one its overrides set)."""
     raw = config.model_dump(mode="json")
     raw["output_dir"] = str(config.run_dir / folder)
     raw["name"] = arm
