@@ -156,3 +156,14 @@ def test_compare_trains_arms_side_by_side_in_processes_nested_under_the_ablation
         assert child.data.tags["mlflow.parentRunId"] == parent and child.info.status == "FINISHED"
     again = CliRunner().invoke(app, ["compare", "--config", str(path), "--minutes", "1", "--jobs", "2", "--resume", *arms])
     assert again.exit_code == 0 and again.output.count("kept from an earlier run") == 2, again.output[-2000:]
+
+
+@pytest.mark.slow
+def test_an_arm_that_fails_in_its_process_is_named_with_its_log(tmp_path, tiny_bert_source, sst2_dir):
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir)
+    arms = ["--arm", "ok: student.train.max_steps=1", "--arm", f"broken: student.name_or_path={tmp_path / 'missing'}"]
+    result = CliRunner().invoke(app, ["compare", "--config", str(path), "--minutes", "1", "--jobs", "2", *arms])
+    assert result.exit_code != 0
+    log = load_config(path).run_dir / "ablation" / "broken" / "train.log"
+    assert f"[ablation] broken failed; its output is in {log}" in result.output
+    assert "missing" in log.read_text()  # the child's own traceback names the path it could not load

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,9 @@ def run_ablation(config: Config, arms: dict[str, list[str]], minutes: float | No
     """Train every arm (an arm whose metrics exist is kept unless it is re-run) and return the results.
 
     `jobs > 1` trains that many arms at once, each in its own process on `cores // jobs` threads (unless
-    the config pins `student.train.num_threads`): on a small CPU machine two one-thread arms get more
-    done than one two-thread arm, and arms that run side by side share the machine alike. Each arm's
-    output goes to `<arm>/train.log`; its MLflow run nests under `parent_run_id`.
+    the config pins `student.train.num_threads`): on a small CPU machine, one-thread arms side by side
+    finish the set in a fraction of the wall time, and arms that run side by side share the machine
+    alike. Each arm's output goes to `<arm>/train.log`; its MLflow run nests under `parent_run_id`.
     """
     results: dict[str, ArmResult] = {}
     pending: list[tuple[str, list[str], Config]] = []
@@ -139,7 +140,7 @@ def _train_side_by_side(config: Config, pending: list[tuple[str, list[str], Conf
     threads = max(1, _cores() // jobs)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {}
+        futures: dict[Future, tuple[str, Path]] = {}
         for arm, overrides, arm_cfg in pending:
             if arm_cfg.student.train.num_threads is None:
                 arm_cfg = arm_cfg.model_copy(update={"student": arm_cfg.student.model_copy(update={
@@ -149,11 +150,14 @@ def _train_side_by_side(config: Config, pending: list[tuple[str, list[str], Conf
             print(f"[ablation] {_describe(arm, overrides, arm_cfg)}: {arm_cfg.student.train.num_threads} "
                   f"thread(s), log {log}")
             futures[pool.submit(_train_arm_in_child, arm_cfg.model_dump(mode="json"), str(log), resume,
-                                parent_run_id)] = arm
+                                parent_run_id)] = (arm, log)
         with tqdm(total=len(futures), desc=f"ablation arms ({jobs} at a time)", unit="arm") as bar:
             for future in as_completed(futures):
-                future.result()  # an arm's error is raised here, naming it in its log
-                bar.set_postfix_str(f"{futures[future]} done")
+                arm, log = futures[future]
+                if future.exception() is not None:
+                    print(f"[ablation] {arm} failed; its output is in {log}")
+                future.result()
+                bar.set_postfix_str(f"{arm} done")
                 bar.update()
 
 
@@ -164,7 +168,11 @@ def _train_arm_in_child(raw_config: dict[str, Any], log: str, resume: bool, pare
     from llmneo.training.pipeline import run_distill_stage
 
     with open(log, "a", encoding="utf-8") as stream, redirect_stdout(stream), redirect_stderr(stream):
-        run_distill_stage(config, resume=resume, parent_run_id=parent_run_id)
+        try:
+            run_distill_stage(config, resume=resume, parent_run_id=parent_run_id)
+        except BaseException:
+            traceback.print_exc()  # into the arm's log; the parent re-raises the error itself
+            raise
 
 
 def _cores() -> int:
