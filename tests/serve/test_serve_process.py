@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
+from llmneo.inference.cores import available_cores
 from llmneo.serve.launch import free_port, server_process, uvicorn_command
-from llmneo.serve.service import available_cores
 
 pytestmark = pytest.mark.slow
 

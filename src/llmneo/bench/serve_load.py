@@ -30,9 +30,10 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmneo.inference import Predictor
+from llmneo.inference.cores import available_cores
 from llmneo.serve.launch import free_port, server_process, settings_env, uvicorn_command
 from llmneo.serve.model_source import fetch_model
-from llmneo.serve.service import available_cores, backend_label, sleeping_thread_pools
+from llmneo.serve.service import backend_label, sleeping_thread_pools
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["LoadResult", "backend_speed", "bench_serve", "drive_load", "load_texts", "render_markdown"]

@@ -21,9 +21,10 @@ from typing import Any
 
 import httpx
 
+from llmneo.inference.cores import available_cores
 from llmneo.modelfolder import read_model_meta
 from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
-from llmneo.serve.service import available_cores, backend_label
+from llmneo.serve.service import backend_label
 from llmneo.serve.settings import ServeSettings
 
 __all__ = ["APP_IMPORT", "free_port", "run_server", "serve_in_thread", "server_process", "settings_env", "wait_healthy"]

@@ -14,10 +14,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from llmneo.inference import Predictor
+from llmneo.inference.cores import available_cores
 from llmneo.maths.decide import Prediction, decide
 from llmneo.serve.batching import MicroBatcher
 from llmneo.serve.inference_log import InferenceLog, SessionStats, record_session_in_mlflow
@@ -29,7 +29,6 @@ from llmneo.tracking.store import resolve_tracking_uri
 __all__ = [
     "ModelService",
     "PredictOutcome",
-    "available_cores",
     "backend_label",
     "describe",
     "load_predictor",
@@ -44,16 +43,6 @@ class PredictOutcome:
     request_id: str
     predictions: list[Prediction]
     latency_ms: float
-
-
-def available_cores() -> int:
-    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 quota (a container's --cpus)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-    except (OSError, ValueError):
-        return cores
-    return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
 
 
 def sleeping_thread_pools(settings: ServeSettings) -> None:

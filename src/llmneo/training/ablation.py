@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llmneo.config import Config, ConfigError, apply_overrides, validate_config
+from llmneo.inference.cores import available_cores
 
 __all__ = ["ABLATION_ARMS", "ArmResult", "ablation_curves", "ablation_table", "arm_config", "parse_arm", "run_ablation"]
 
@@ -137,7 +138,7 @@ def _train_side_by_side(config: Config, pending: list[tuple[str, list[str], Conf
                         parent_run_id: str | None) -> None:
     from tqdm.auto import tqdm
 
-    threads = max(1, _cores() // jobs)
+    threads = max(1, available_cores() // jobs)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures: dict[Future, tuple[str, Path]] = {}
@@ -173,10 +174,6 @@ def _train_arm_in_child(raw_config: dict[str, Any], log: str, resume: bool, pare
         except BaseException:
             traceback.print_exc()  # into the arm's log; the parent re-raises the error itself
             raise
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def ablation_table(results: list[ArmResult]) -> str:
