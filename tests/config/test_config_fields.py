@@ -29,6 +29,7 @@ _MODEL_FIELDS = {  # the same for teacher and student (ModelConfig), read where 
     "device": "llmneo.training.trainer",
     "load_in_4bit": "llmneo.training.models",
     "keep_layers": "llmneo.training.models",
+    "ffn_width": "llmneo.training.models",
     "max_length": "llmneo.training.trainer",
     "trust_remote_code": "llmneo.training.models",
     "lora.enabled": "llmneo.training.trainer",

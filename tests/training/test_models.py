@@ -9,7 +9,7 @@ from llmneo.inference import Predictor
 from llmneo.maths.params import count_parameters
 from llmneo.modelfolder import read_model_meta
 from llmneo.modelfolder.weights import save_model_folder
-from llmneo.training.models import apply_lora, build_model
+from llmneo.training.models import apply_lora, build_model, narrow_ffn
 
 LABELS = ["negative", "positive"]
 TEXTS = ["a fine film", "a dull , lifeless mess", "not bad at all"]
@@ -33,6 +33,44 @@ def test_keep_layers_makes_a_smaller_student(tiny_bert_source):
     assert count_parameters(cut.model)["total"] < count_parameters(full.model)["total"]
     with pytest.raises(ValueError, match="only 4 layers"):
         build_model(ModelConfig(name_or_path=str(tiny_bert_source), keep_layers=[0, 9]), LABELS)
+
+
+def _silence_half_the_ffn_units(model, out_path: str) -> None:
+    """Zero the output weights of the even feed-forward units: they contribute nothing, so pruning them
+    must leave the model's function unchanged, and they are the weakest by construction."""
+    for layer in model.base_model.layers if hasattr(model.base_model, "layers") else model.base_model.encoder.layer:
+        with torch.no_grad():
+            layer.get_submodule(out_path).weight[:, ::2] = 0
+
+
+@pytest.mark.parametrize("family, out_path", [("bert", "output.dense"), ("llama", "mlp.down_proj")])
+def test_narrow_ffn_prunes_the_weakest_units_and_keeps_the_function(
+        tiny_bert_source, tiny_llama_source, tmp_path, family, out_path):
+    source = tiny_bert_source if family == "bert" else tiny_llama_source
+    loaded = build_model(ModelConfig(name_or_path=str(source), keep_layers=[0, 2]), LABELS)
+    _silence_half_the_ffn_units(loaded.model, out_path)
+    meta = {"labels": LABELS, "max_length": 32, "kind": "classifier", "lora": {"enabled": False}}
+    before = Predictor.from_model(loaded.model.eval(), loaded.tokenizer, meta).predict_logits(TEXTS)
+    full = count_parameters(loaded.model)["total"]
+
+    narrow_ffn(loaded.model, 32)
+
+    assert loaded.model.config.intermediate_size == 32
+    layer = loaded.model.base_model.layers[1] if family == "llama" else loaded.model.bert.encoder.layer[1]
+    assert layer.get_submodule(out_path).weight.shape[1] == 32
+    assert torch.count_nonzero(layer.get_submodule(out_path).weight.abs().sum(dim=0)) == 32  # only live units kept
+    assert count_parameters(loaded.model)["total"] < full
+    after = Predictor.from_model(loaded.model.eval(), loaded.tokenizer, meta).predict_logits(TEXTS)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+    folder = save_model_folder(loaded, tmp_path / "narrow", meta, merge=True)  # a plain, narrower model
+    np.testing.assert_allclose(Predictor.load(folder).predict_logits(TEXTS), before, atol=1e-5)
+
+
+def test_ffn_width_from_the_config_and_its_bounds(tiny_bert_source):
+    cut = build_model(ModelConfig(name_or_path=str(tiny_bert_source), keep_layers=[0, 3], ffn_width=16), LABELS)
+    assert [layer.intermediate.dense.out_features for layer in cut.model.bert.encoder.layer] == [16, 16]
+    with pytest.raises(ValueError, match="ffn_width 64: layer 0 has 64 feed-forward units"):
+        build_model(ModelConfig(name_or_path=str(tiny_bert_source), ffn_width=64), LABELS)
 
 
 def test_llama_as_sequence_classifier_pads_correctly(tiny_llama_source):

@@ -165,6 +165,9 @@ class ModelConfig(_Strict):
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     load_in_4bit: bool = Field(False, description="4-bit weights through bitsandbytes (CUDA only).")
     keep_layers: list[int] | None = Field(None, description="Keep only these transformer layers.")
+    ffn_width: int | None = Field(
+        None, gt=0, description="Keep this many feed-forward units in every layer (after keep_layers), those "
+        "with the largest weight norms: structured pruning. The saved model is a plain, narrower one.")
     max_length: int = Field(128, gt=0, description="Tokens per text; longer texts are truncated.")
     trust_remote_code: bool = Field(False, description="Allow model code shipped with the weights (hub models).")
 

@@ -54,7 +54,7 @@ _ALL_FILES = (
 
 def _model_params(role: str, meta: dict[str, Any] | None) -> dict[str, Any]:
     """Model identity and size from llmneo_model.json, as ``<role>_model.*`` params."""
-    keys = ("kind", "base_model", "teacher_base_model", "keep_layers", "lora", "parameters", "max_length")
+    keys = ("kind", "base_model", "teacher_base_model", "keep_layers", "ffn_width", "lora", "parameters", "max_length")
     picked = {key: meta[key] for key in keys if (meta or {}).get(key) is not None}
     return flatten(picked, prefix=f"{role}_model.")
 

@@ -335,7 +335,7 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     folder_meta = {**meta, "parameters": parameters, "calibration": final["calibration"],
                    "metrics": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "n")},
                    "max_length": model_cfg.max_length, "template": model_cfg.template,
-                   "keep_layers": model_cfg.keep_layers,
+                   "keep_layers": model_cfg.keep_layers, "ffn_width": model_cfg.ffn_width,
                    "lora": ({"enabled": True, "r": lora.r, "alpha": lora.alpha,
                              "target_modules": lora.target_modules} if lora.enabled else None)}
     if trainer.is_world_process_zero():  # one writer; the other ranks wait until the folder is in place
