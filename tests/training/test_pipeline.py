@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import write_tiny_config
@@ -166,3 +167,31 @@ def test_a_teacher_that_is_already_a_task_classifier_is_used_as_is(tmp_path, tin
     run_distill_stage(config)
     summary = run_evaluate_stage(config)
     assert summary["teacher"]["n"] == summary["student"]["n"] == 32
+
+
+def test_a_frozen_embedding_table_and_a_narrowed_student_through_the_pipeline(tmp_path, tiny_bert_source, sst2_dir):
+    """`train.freeze_embeddings` leaves the token table as loaded and trains the rest; a student cut to
+    2 layers and 16 feed-forward units (`ffn_width`) is saved, reloaded and served as a plain model."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    steps = {"max_steps": 3, "batch_size": 8, "eval_steps": 3, "logging_steps": 1, "save_steps": 3,
+             "learning_rate": 1e-2, "freeze_embeddings": True}
+    config = load_config(write_tiny_config(
+        tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir, teacher={"train": steps},
+        student={"name_or_path": "run:teacher", "keep_layers": [0, 3], "ffn_width": 16, "lora": {"enabled": False},
+                 "train": {**steps, "freeze_embeddings": False}}))
+    run_teacher_stage(config)
+    source = {k.removeprefix("bert."): v for k, v in load_file(tiny_bert_source / "model.safetensors").items()}
+    tuned = {k.removeprefix("bert."): v for k, v in load_file(config.run_dir / "teacher/model.safetensors").items()}
+    table, layer = "embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(tuned[table], source[table])  # frozen
+    assert not torch.equal(tuned[layer], source[layer])  # trained
+    run_cache_stage(config)
+    outcome = run_distill_stage(config)
+    student = config.run_dir / "student"
+    shape = AutoConfig.from_pretrained(student)
+    assert (shape.num_hidden_layers, shape.intermediate_size) == (2, 16)
+    assert json.loads((student / "llmneo_model.json").read_text())["ffn_width"] == 16
+    reloaded = Predictor.load(student).predict_logits(student_splits(config).dev.texts)
+    assert reloaded.shape == (outcome.final["n"], 2)

@@ -27,6 +27,7 @@ __all__ = [
     "apply_lora",
     "build_model",
     "default_lora_targets",
+    "input_embeddings",
     "keep_layers",
     "narrow_ffn",
     "resolve_model_source",
@@ -218,6 +219,12 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> LoadedModel:
         raise ValueError(f"label_words has {len(words)} words for {len(labels)} labels")
     token_ids = _label_token_ids(tokenizer, words)
     return LoadedModel(VerbalizerClassifier(lm, token_ids), tokenizer, "verbalizer", token_ids)
+
+
+def input_embeddings(model: nn.Module) -> nn.Embedding:
+    """The token-embedding table of a classifier, a verbalizer-wrapped LM, or either under PEFT."""
+    body = model.lm if isinstance(model, VerbalizerClassifier) else model
+    return body.get_input_embeddings()
 
 
 def default_lora_targets(model: nn.Module) -> list[str]:
