@@ -42,7 +42,7 @@ _MODEL_FIELDS = {  # the same for teacher and student (ModelConfig), read where 
     **{f"train.{name}": "llmneo.training.trainer" for name in (
         "epochs", "max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate",
         "weight_decay", "warmup_ratio", "lr_scheduler", "eval_steps", "logging_steps", "save_steps",
-        "save_total_limit", "seed", "num_threads", "mixed_precision", "freeze_embeddings", "keep_best",
+        "save_total_limit", "seed", "num_threads", "mixed_precision", "freeze_embeddings", "freeze_layers", "keep_best",
         "time_limit_minutes",
         "lr_over_time_limit", "time_limit_clock")},
 }

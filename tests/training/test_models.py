@@ -9,7 +9,7 @@ from llmneo.inference import Predictor
 from llmneo.maths.params import count_parameters
 from llmneo.modelfolder import read_model_meta
 from llmneo.modelfolder.weights import save_model_folder
-from llmneo.training.models import apply_lora, build_model, narrow_ffn
+from llmneo.training.models import apply_lora, build_model, freeze, narrow_ffn
 
 LABELS = ["negative", "positive"]
 TEXTS = ["a fine film", "a dull , lifeless mess", "not bad at all"]
@@ -71,6 +71,17 @@ def test_ffn_width_from_the_config_and_its_bounds(tiny_bert_source):
     assert [layer.intermediate.dense.out_features for layer in cut.model.bert.encoder.layer] == [16, 16]
     with pytest.raises(ValueError, match="ffn_width 64: layer 0 has 64 feed-forward units"):
         build_model(ModelConfig(name_or_path=str(tiny_bert_source), ffn_width=64), LABELS)
+
+
+def test_freeze_leaves_the_top_layers_and_the_adapters_above_them_training(tiny_bert_source):
+    loaded = build_model(ModelConfig(name_or_path=str(tiny_bert_source)), LABELS)
+    apply_lora(loaded, LoraSettings(r=2, alpha=4))
+    freeze(loaded.model, embeddings=True, first_layers=3)
+    trainable = [name for name, p in loaded.model.named_parameters() if p.requires_grad]
+    assert trainable and not any(f"layer.{i}." in name for name in trainable for i in range(3))
+    assert any("layer.3." in name and "lora_" in name for name in trainable)
+    with pytest.raises(ValueError, match="freeze_layers 4: the model has only 4 layers"):
+        freeze(loaded.model, embeddings=False, first_layers=4)
 
 
 def test_llama_as_sequence_classifier_pads_correctly(tiny_llama_source):

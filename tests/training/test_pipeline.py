@@ -169,24 +169,26 @@ def test_a_teacher_that_is_already_a_task_classifier_is_used_as_is(tmp_path, tin
     assert summary["teacher"]["n"] == summary["student"]["n"] == 32
 
 
-def test_a_frozen_embedding_table_and_a_narrowed_student_through_the_pipeline(tmp_path, tiny_bert_source, sst2_dir):
-    """`train.freeze_embeddings` leaves the token table as loaded and trains the rest; a student cut to
-    2 layers and 16 feed-forward units (`ffn_width`) is saved, reloaded and served as a plain model."""
+def test_a_frozen_bottom_and_a_narrowed_student_through_the_pipeline(tmp_path, tiny_bert_source, sst2_dir):
+    """`train.freeze_embeddings` and `freeze_layers: 1` leave the token table and layer 0 as loaded and train
+    the rest; a student cut to 2 layers and 16 feed-forward units (`ffn_width`) is saved, reloaded and served
+    as a plain model."""
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
     steps = {"max_steps": 3, "batch_size": 8, "eval_steps": 3, "logging_steps": 1, "save_steps": 3,
-             "learning_rate": 1e-2, "freeze_embeddings": True}
+             "learning_rate": 1e-2, "freeze_embeddings": True, "freeze_layers": 1}
     config = load_config(write_tiny_config(
         tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir, teacher={"train": steps},
         student={"name_or_path": "run:teacher", "keep_layers": [0, 3], "ffn_width": 16, "lora": {"enabled": False},
-                 "train": {**steps, "freeze_embeddings": False}}))
+                 "train": {**steps, "freeze_embeddings": False, "freeze_layers": 0}}))
     run_teacher_stage(config)
     source = {k.removeprefix("bert."): v for k, v in load_file(tiny_bert_source / "model.safetensors").items()}
     tuned = {k.removeprefix("bert."): v for k, v in load_file(config.run_dir / "teacher/model.safetensors").items()}
-    table, layer = "embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight"
-    assert torch.equal(tuned[table], source[table])  # frozen
-    assert not torch.equal(tuned[layer], source[layer])  # trained
+    frozen = ["embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight"]
+    trained = ["encoder.layer.1.attention.self.query.weight", "encoder.layer.3.output.dense.weight"]
+    assert all(torch.equal(tuned[key], source[key]) for key in frozen)
+    assert not any(torch.equal(tuned[key], source[key]) for key in trained)
     run_cache_stage(config)
     outcome = run_distill_stage(config)
     student = config.run_dir / "student"

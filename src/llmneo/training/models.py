@@ -27,6 +27,7 @@ __all__ = [
     "apply_lora",
     "build_model",
     "default_lora_targets",
+    "freeze",
     "input_embeddings",
     "keep_layers",
     "narrow_ffn",
@@ -219,6 +220,20 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> LoadedModel:
         raise ValueError(f"label_words has {len(words)} words for {len(labels)} labels")
     token_ids = _label_token_ids(tokenizer, words)
     return LoadedModel(VerbalizerClassifier(lm, token_ids), tokenizer, "verbalizer", token_ids)
+
+
+def freeze(model: nn.Module, embeddings: bool, first_layers: int) -> None:
+    """Fix the token table and/or the first `first_layers` transformer layers (no gradient, no update)."""
+    if embeddings:
+        input_embeddings(model).weight.requires_grad_(False)
+    if first_layers:
+        body = model.lm if isinstance(model, VerbalizerClassifier) else model
+        _, _, layers = _layer_list(body.get_base_model() if hasattr(body, "get_base_model") else body)
+        if first_layers >= len(layers):
+            raise ValueError(f"freeze_layers {first_layers}: the model has only {len(layers)} layers; "
+                             "at least one must train")
+        for layer in list(layers)[:first_layers]:
+            layer.requires_grad_(False)
 
 
 def input_embeddings(model: nn.Module) -> nn.Embedding:

@@ -43,7 +43,7 @@ from llmneo.training.callbacks import (
     last_complete_checkpoint,
 )
 from llmneo.training.intermediate import HiddenProjection, depth_and_width, pooled_states
-from llmneo.training.models import apply_lora, input_embeddings
+from llmneo.training.models import apply_lora, freeze
 
 __all__ = [
     "DistillationTrainer",
@@ -296,8 +296,7 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     torch.manual_seed(settings.seed)
     if lora.enabled:
         apply_lora(loaded, lora)
-    if settings.freeze_embeddings:
-        input_embeddings(loaded.model).weight.requires_grad_(False)
+    freeze(loaded.model, settings.freeze_embeddings, settings.freeze_layers)
     parameters = count_parameters(loaded.model)
     print(f"[{meta.get('role', 'model')}] parameters: {parameters['total']:,.0f} total, "
           f"{parameters['trainable']:,.0f} trainable ({parameters['trainable_share']:.2%})")
