@@ -38,6 +38,8 @@ def _tiny_stand_in(role_cfg, tiny_bert_source, tiny_llama_source):
               "dtype": "fp32", "load_in_4bit": False}
     if role_cfg.keep_layers:
         update["keep_layers"] = [0, 1]  # the tiny models have 3-4 layers
+    if role_cfg.ffn_width:
+        update["ffn_width"] = 32  # of their 64 feed-forward units
     return role_cfg.model_copy(update=update)
 
 
