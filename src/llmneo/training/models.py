@@ -28,7 +28,6 @@ __all__ = [
     "build_model",
     "default_lora_targets",
     "freeze",
-    "input_embeddings",
     "keep_layers",
     "narrow_ffn",
     "resolve_model_source",
@@ -224,22 +223,16 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> LoadedModel:
 
 def freeze(model: nn.Module, embeddings: bool, first_layers: int) -> None:
     """Fix the token table and/or the first `first_layers` transformer layers (no gradient, no update)."""
+    body = model.lm if isinstance(model, VerbalizerClassifier) else model
+    body = body.get_base_model() if hasattr(body, "get_base_model") else body  # under PEFT: the wrapped model
     if embeddings:
-        input_embeddings(model).weight.requires_grad_(False)
+        body.get_input_embeddings().weight.requires_grad_(False)
     if first_layers:
-        body = model.lm if isinstance(model, VerbalizerClassifier) else model
-        _, _, layers = _layer_list(body.get_base_model() if hasattr(body, "get_base_model") else body)
+        _, _, layers = _layer_list(body)
         if first_layers >= len(layers):
             raise ValueError(f"freeze_layers {first_layers}: the model has only {len(layers)} layers; "
                              "at least one must train")
-        for layer in list(layers)[:first_layers]:
-            layer.requires_grad_(False)
-
-
-def input_embeddings(model: nn.Module) -> nn.Embedding:
-    """The token-embedding table of a classifier, a verbalizer-wrapped LM, or either under PEFT."""
-    body = model.lm if isinstance(model, VerbalizerClassifier) else model
-    return body.get_input_embeddings()
+        layers[:first_layers].requires_grad_(False)
 
 
 def default_lora_targets(model: nn.Module) -> list[str]:
