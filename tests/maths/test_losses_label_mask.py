@@ -35,3 +35,22 @@ def test_gold_batches_are_unchanged_by_the_mask():
     parts = distillation_loss(STUDENT, TEACHER, labels, temperature=2.0, alpha=0.5)
     kd = (kl_divergence(STUDENT / 2, TEACHER / 2) * 4).mean()
     assert parts.total.item() == pytest.approx(0.5 * kd.item() + 0.5 * F.cross_entropy(STUDENT, labels).item())
+
+
+def test_at_alpha_zero_the_gold_rows_teacher_logits_are_never_read():
+    """The gold rows' teacher logits may be placeholders at alpha 0 (they are not computed): any value,
+    even a non-finite one, leaves the loss, its gradient and the logged KD term unchanged."""
+    labels = torch.tensor([0, IGNORE_LABEL, 1])
+    results = []
+    for gold_rows in (torch.zeros(2, 2), torch.full((2, 2), float("inf"))):
+        teacher = TEACHER.clone()
+        teacher[[0, 2]] = gold_rows
+        student = STUDENT.clone().requires_grad_(True)
+        parts = distillation_loss(student, teacher, labels, temperature=2.0, alpha=0.0)
+        parts.total.backward()
+        results.append((parts, student.grad))
+    (zeros, zeros_grad), (inf, inf_grad) = results
+    assert torch.isfinite(inf.total) and inf.total.item() == pytest.approx(zeros.total.item(), rel=1e-6)
+    assert torch.equal(zeros_grad, inf_grad) and torch.isfinite(inf_grad).all()
+    kd_row = (kl_divergence(STUDENT[1:2] / 2, TEACHER[1:2] / 2) * 4).item()
+    assert zeros.kd.item() == pytest.approx(kd_row, rel=1e-6)  # the mean over the one row KD weighs on

@@ -45,6 +45,10 @@ def test_run_writes_every_output(tiny_run):
     probs = Predictor.load(run_dir / "student").predict_proba(table["text"].tolist())
     np.testing.assert_allclose(probs, table[["student_prob_negative", "student_prob_positive"]].to_numpy(), atol=1e-4)
     assert final["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == table["label"].to_numpy())))
+    # The evaluate stage times teacher and student a slice at a time, in turn, and keeps dev's order.
+    assert summary["student"]["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == table["label"].to_numpy())))
+    assert summary["student"]["n"] == summary["teacher"]["n"] == 32
+    assert summary["speedup"] == pytest.approx(summary["teacher"]["ms_per_example"] / summary["student"]["ms_per_example"])
     meta = json.loads((run_dir / "student/llmneo_model.json").read_text())
     assert meta["lora"]["r"] == 4 and meta["keep_layers"] == [0, 1] and meta["calibration"]["temperature"] > 0
     assert 0 < meta["parameters"]["trainable_share"] < 1

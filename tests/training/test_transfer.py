@@ -63,6 +63,50 @@ def tuned_path(config):
 
 
 @pytest.mark.slow
+def test_at_alpha_zero_the_teacher_runs_on_dev_and_the_transfer_set_only(tuned, tmp_path, monkeypatch):
+    """CE on the gold rows and KD alone on the unlabelled ones: the gold training rows never go through
+    the teacher (their logits are zeros that the loss never reads), unless a cache already holds them."""
+    splits = student_splits(tuned)
+    transfer = load_transfer_set(tuned, splits.train)
+    fresh = load_config(tuned_path(tuned), ["loss.alpha=0", f"cache.dir={tmp_path / 'cache'}"])
+    cached = teacher_logits(fresh, splits, transfer=transfer)
+    assert cached.train is None and cached.dev.shape == (32, 2) and cached.transfer.shape == (len(transfer), 2)
+    assert cached.teacher_dev_metrics["n"] == 32  # the teacher's dev accuracy is still measured
+    dev_cache = cache_for(fresh, splits, dev_only=True)
+    assert [path.name for path in dev_cache.folder.glob("*.safetensors")] == ["dev.safetensors"]
+    assert not cache_for(fresh, splits).exists()
+    np.testing.assert_allclose(cached.dev, teacher_logits(tuned, splits).dev, atol=1e-6)
+
+    texts, labels, logits = training_rows(fresh, splits, transfer, cached)
+    assert len(texts) == len(labels) == len(logits) == 64 + len(transfer)
+    assert not logits[:64].any() and labels[:64] == splits.train.labels
+    np.testing.assert_array_equal(logits[64:], cached.transfer)
+
+    def unloadable(*_args, **_kwargs):
+        raise AssertionError("the teacher was loaded although every logit is cached")
+    monkeypatch.setattr(teacher_module, "load_live_teacher", unloadable)
+    assert teacher_logits(fresh, splits, transfer=transfer).train is None  # the dev-only cache, reused
+    shared = load_config(tuned_path(tuned), ["loss.alpha=0"])  # the run's own cache holds train already
+    np.testing.assert_array_equal(teacher_logits(shared, splits).train, teacher_logits(tuned, splits).train)
+
+
+@pytest.mark.slow
+def test_a_run_at_alpha_zero_trains_its_student_without_gold_logits(tmp_path, tiny_bert_source, sst2_dir):
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir, loss={"alpha": 0.0},
+                             augment={"enabled": True, "rest_of_train": True, "methods": [], "max_rows": 48})
+    result = CliRunner().invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert "the teacher runs on dev only" in result.output
+    config = load_config(path)
+    metrics = json.loads((config.run_dir / "metrics.json").read_text())
+    assert metrics["data"]["transfer"] == 48 and metrics["final"]["n"] == 32
+    assert 0 <= metrics["final"]["agreement"] <= 1  # against the dev logits, which are cached
+    gold_caches = [meta for meta in Path(config.cache.dir).glob("*/meta.json")
+                   if "transfer_fingerprint" not in json.loads(meta.read_text())["key"]]
+    assert [sorted(json.loads(meta.read_text())["sizes"]) for meta in gold_caches] == [["dev"]]
+
+
+@pytest.mark.slow
 def test_an_onnx_teacher_caches_the_same_logits_as_torch(tuned):
     splits = student_splits(tuned)
     torch_logits = teacher_logits(tuned, splits)

@@ -209,7 +209,9 @@ class StudentConfig(ModelConfig):
 class LossConfig(_Strict):
     kind: Literal["kl", "reverse_kl", "js"] = Field("kl", description="Divergence between teacher and student.")
     temperature: float = Field(2.0, gt=0, description="Softening temperature T.")
-    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KD term; 1-alpha weights cross-entropy.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KD term on gold rows; 1-alpha weights "
+                         "cross-entropy. Unlabelled rows get KD alone. At 0 the gold rows are learnt by CE "
+                         "alone and the teacher runs on dev and the transfer set only.")
     hidden_weight: float = Field(
         0.0, ge=0, description="Weight of the intermediate-layer term (Patient KD on mean-pooled hidden states, "
         "through a learned projection, so widths and tokenizers may differ); 0: off. The teacher's pooled states "

@@ -63,7 +63,7 @@ DIVERGENCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 @dataclass
 class LossParts:
     total: torch.Tensor
-    kd: torch.Tensor  # mean over all rows
+    kd: torch.Tensor  # mean over the rows it weighs on (every row, but only the unlabelled ones at alpha 0)
     ce: torch.Tensor  # mean over the gold rows (0 when the batch has none)
 
 
@@ -78,12 +78,16 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     if kind not in DIVERGENCES:
         raise ValueError(f"loss.kind {kind!r}: expected one of {sorted(DIVERGENCES)}")
     student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
-    kd_rows = DIVERGENCES[kind](student_logits / temperature, teacher_logits / temperature) * temperature**2  # (B,)
     gold = labels != IGNORE_LABEL  # (B,)
+    distilled = ~gold if alpha == 0 else torch.ones_like(gold)  # (B,) the rows KD weighs on
+    # At alpha 0 the gold rows' teacher logits may be placeholders (never computed): they are never read.
+    teacher_logits = teacher_logits.masked_fill(~distilled.unsqueeze(-1), 0.0)
+    kd_rows = DIVERGENCES[kind](student_logits / temperature, teacher_logits / temperature) * temperature**2 * distilled
     ce_rows = F.cross_entropy(student_logits, labels.clamp_min(0), reduction="none") * gold  # (B,) 0 off gold
     per_row = torch.where(gold, alpha * kd_rows + (1 - alpha) * ce_rows, kd_rows)
+    kd = kd_rows.sum() / distilled.sum().clamp_min(1)
     ce = ce_rows.sum() / gold.sum().clamp_min(1)
-    return LossParts(per_row.mean(), kd_rows.mean(), ce)
+    return LossParts(per_row.mean(), kd, ce)
 
 
 

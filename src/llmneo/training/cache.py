@@ -70,19 +70,23 @@ class CacheKey:
     labels: tuple[str, ...]
     transfer_fingerprint: str = ""  # set for the cache of a transfer set, which holds that split alone
     hidden_layers: tuple[int, ...] = ()  # set for pooled hidden states of these layers instead of logits
+    dev_only: bool = False  # gold logits for dev alone: a run that distils no gold row (loss.alpha 0)
 
     def splits(self) -> tuple[str, ...]:
         """A gold cache holds train and dev; a transfer-set cache holds only the transfer split, so the
         gold logits are shared by every run on the same data with or without a transfer set. Hidden
-        states are trained on, never evaluated: their gold cache holds train alone."""
+        states are trained on, never evaluated: their gold cache holds train alone. A run that never
+        distils its gold rows needs the teacher on dev alone (its accuracy, the student's agreement)."""
         if self.transfer_fingerprint:
             return ("transfer",)
-        return ("train",) if self.hidden_layers else SPLITS
+        if self.hidden_layers:
+            return ("train",)
+        return ("dev",) if self.dev_only else SPLITS
 
     def as_dict(self) -> dict:
         """The key as stored in meta.json; a logit key keeps the digest it had before these fields existed."""
         fields = asdict(self) | {"labels": list(self.labels), "hidden_layers": list(self.hidden_layers)}
-        for name in ("transfer_fingerprint", "hidden_layers"):
+        for name in ("transfer_fingerprint", "hidden_layers", "dev_only"):
             if not fields[name]:
                 fields.pop(name)
         return fields

@@ -130,14 +130,14 @@ def _dev_path(config: Config) -> Path | None:
 
 
 def cache_for(config: Config, splits: DataSplits, transfer: TransferSet | None = None,
-              hidden_layers: tuple[int, ...] = ()) -> LogitCache:
+              hidden_layers: tuple[int, ...] = (), dev_only: bool = False) -> LogitCache:
     source, gguf_file = teacher_source(config)
     key = CacheKey(teacher_id=model_identity(source, gguf_file), train_fingerprint=splits.train.fingerprint(),
                    dev_fingerprint=splits.dev.fingerprint(), kind=config.teacher.kind,
                    template=config.teacher.template if config.teacher.kind == "verbalizer" else "",
                    max_length=config.teacher.max_length, labels=tuple(config.data.labels),
                    transfer_fingerprint=transfer.fingerprint() if transfer is not None else "",
-                   hidden_layers=tuple(hidden_layers))
+                   hidden_layers=tuple(hidden_layers), dev_only=dev_only)
     return LogitCache(config.cache.dir, key)
 
 
@@ -169,15 +169,25 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None, transfer: 
     """Cached teacher logits for train and dev (and a transfer set), computing only what is missing.
 
     Gold and transfer logits live in two caches, so runs with and without a transfer set (the
-    ablation's arms) share the gold one.
+    ablation's arms) share the gold one. At `loss.alpha` 0 no gold row is distilled, so the gold
+    training rows are not run through the teacher (`train` is None) unless a cache already holds them.
     """
     teacher = _LazyTeacher(config)
-    gold = _cached(config, cache_for(config, splits), {"train": splits.train.texts, "dev": splits.dev.texts},
-                   teacher, on_shard, dev_labels=splits.dev.labels)
+    gold = _gold_logits(config, splits, teacher, on_shard)
     if transfer is not None:
         extra = _cached(config, cache_for(config, splits, transfer), {"transfer": transfer.texts}, teacher, on_shard)
         gold.transfer = extra.transfer
     return gold
+
+
+def _gold_logits(config: Config, splits: DataSplits, teacher: _LazyTeacher, on_shard) -> CachedLogits:
+    full = cache_for(config, splits)
+    if config.loss.alpha > 0 or full.exists():
+        return _cached(config, full, {"train": splits.train.texts, "dev": splits.dev.texts},
+                       teacher, on_shard, dev_labels=splits.dev.labels)
+    print("[cache] loss.alpha is 0: the gold rows are learnt by CE alone, so the teacher runs on dev only")
+    return _cached(config, cache_for(config, splits, dev_only=True), {"dev": splits.dev.texts},
+                   teacher, on_shard, dev_labels=splits.dev.labels)
 
 
 def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teacher: _LazyTeacher, on_shard,
