@@ -13,6 +13,7 @@ from llmneo.cli import app
 from llmneo.config import load_config
 from llmneo.maths.losses import IGNORE_LABEL
 from llmneo.training import teacher as teacher_module
+from llmneo.training.ablation import ABLATION_ARMS, default_arms
 from llmneo.training.pipeline import run_teacher_stage, student_splits, training_rows
 from llmneo.training.teacher import cache_for, teacher_logits
 from llmneo.training.transfer import load_transfer_set
@@ -142,6 +143,15 @@ def test_reduced_best_cpu_recipe_and_its_ablation_end_to_end(tmp_path, tiny_bert
     assert [row["arm"] for row in rows] == ["ce-gold", "kd-recipe"] and all(row["steps"] > 0 for row in rows)
     assert (config.run_dir / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert "[teacher] reusing" in result.output and "reusing teacher logits" in result.output
+
+
+def test_the_kd_on_gold_arm_distils_even_when_the_recipe_learns_gold_by_ce(tmp_path, tiny_bert_source, sst2_dir):
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir)
+    assert default_arms(load_config(path)) == ABLATION_ARMS  # alpha 0.5: every arm as listed
+    arms = default_arms(load_config(path, ["loss.alpha=0"]))
+    assert arms["kd-gold"] == ["augment.enabled=false", "loss.alpha=0.5"]
+    assert {name: arms[name] for name in ("ce-gold", "ce-gold+teacher-hard", "kd-recipe")} == {
+        name: ABLATION_ARMS[name] for name in ("ce-gold", "ce-gold+teacher-hard", "kd-recipe")}
 
 
 def test_a_bad_arm_names_its_key(tmp_path, tiny_bert_source, sst2_dir):

@@ -66,12 +66,12 @@ def compare(
         "(its output in <arm>/train.log).")] = 1,
 ) -> None:
     """The ablation: one student architecture, several recipes, the same training cap; a table and a chart."""
-    from llmneo.training.ablation import ABLATION_ARMS, parse_arm
+    from llmneo.training.ablation import default_arms, parse_arm
     from llmneo.training.pipeline import run_compare
 
     cfg = load(config, set_)
     with user_errors():
-        arms = dict(parse_arm(spec) for spec in arm) if arm else ABLATION_ARMS
+        arms = dict(parse_arm(spec) for spec in arm) if arm else default_arms(cfg)
         run_compare(cfg, arms, minutes, resume, jobs)
 
 

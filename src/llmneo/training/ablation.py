@@ -22,7 +22,8 @@ from typing import Any
 from llmneo.config import Config, ConfigError, apply_overrides, validate_config
 from llmneo.inference.cores import available_cores
 
-__all__ = ["ABLATION_ARMS", "ArmResult", "ablation_curves", "ablation_table", "arm_config", "parse_arm", "run_ablation"]
+__all__ = ["ABLATION_ARMS", "ArmResult", "ablation_curves", "ablation_table", "arm_config", "default_arms", "parse_arm",
+           "run_ablation"]
 
 # The issue's four arms: (a) CE on gold, (b) KD on gold, (c) CE on gold plus the teacher's hard labels
 # on the transfer set, (d) the recipe as configured (KD on gold + transfer set).
@@ -32,6 +33,14 @@ ABLATION_ARMS: dict[str, list[str]] = {
     "ce-gold+teacher-hard": ["loss.alpha=0", "augment.enabled=true", "augment.teacher_labels=hard"],
     "kd-recipe": [],
 }
+
+
+def default_arms(config: Config) -> dict[str, list[str]]:
+    """The four arms for this config. A recipe that learns its gold rows by CE alone (`loss.alpha` 0)
+    would make "KD on gold" CE on gold again, so there (b) distils them at the default alpha, 0.5."""
+    if config.loss.alpha > 0:
+        return dict(ABLATION_ARMS)
+    return {**ABLATION_ARMS, "kd-gold": [*ABLATION_ARMS["kd-gold"], "loss.alpha=0.5"]}
 
 
 # Enough epochs that no arm runs out of data before the cap: CE on a small gold set takes many passes.

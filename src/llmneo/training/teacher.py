@@ -185,9 +185,10 @@ def _gold_logits(config: Config, splits: DataSplits, teacher: _LazyTeacher, on_s
     if config.loss.alpha > 0 or full.exists():
         return _cached(config, full, {"train": splits.train.texts, "dev": splits.dev.texts},
                        teacher, on_shard, dev_labels=splits.dev.labels)
-    print("[cache] loss.alpha is 0: the gold rows are learnt by CE alone, so the teacher runs on dev only")
-    return _cached(config, cache_for(config, splits, dev_only=True), {"dev": splits.dev.texts},
-                   teacher, on_shard, dev_labels=splits.dev.labels)
+    dev_only = cache_for(config, splits, dev_only=True)
+    if not dev_only.exists():
+        print("[cache] loss.alpha is 0: the gold rows are learnt by CE alone, so the teacher runs on dev only")
+    return _cached(config, dev_only, {"dev": splits.dev.texts}, teacher, on_shard, dev_labels=splits.dev.labels)
 
 
 def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teacher: _LazyTeacher, on_shard,
