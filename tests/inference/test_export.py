@@ -62,12 +62,11 @@ def test_int8_export_is_smaller_and_still_loads_and_predicts(fp32_export, tiny_m
     assert report.size_bytes < fp32_export.size_bytes
     graph = onnx.load(str(tmp_path / "onnx-int8" / "model.onnx")).graph
     int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2]
-    assert len(int8_weights) >= 2 * 5  # every linear layer of the 2 encoder layers but the feed-forward output
-    kept = [node for node in graph.node if node.op_type == "MatMul" and "/output/dense/" in node.name
-            and "attention" not in node.name]
-    assert len(kept) == 2  # one feed-forward output projection per layer stays fp32
+    assert len(int8_weights) >= 2 * 6  # every linear layer of the 2 encoder layers, at least
+    assert report.fp32_matmuls == 0  # it passed in full int8: nothing was kept in fp32
     quantized = {node.name for node in graph.node if node.op_type == "MatMulInteger"}
-    assert any("intermediate/dense" in name for name in quantized) and any("query" in name for name in quantized)
+    assert any("layer.1/output/dense" in name for name in quantized) and any("query" in name for name in quantized)
+    assert not (tmp_path / "onnx-int8" / "fp32-source").exists()
     assert report.agreement >= 0.9 and 0 < report.max_prob_diff < 0.05
     assert read_model_meta(tmp_path / "onnx-int8")["quantization"] == "int8"
     predictions = Predictor.load(tmp_path / "onnx-int8").predict(TEXTS, calibrate=True)
@@ -93,7 +92,22 @@ def _outlier_student(folder, texts):
     return folder
 
 
-def test_an_export_below_the_agreement_threshold_is_refused_and_nothing_is_written(tmp_path, sst2_dir):
+def test_int8_with_feed_forward_outputs_kept_leaves_exactly_those_in_fp32(fp32_export, tmp_path):
+    """The retry's graph (`_quantize_int8(keep_ffn_outputs=True)`): one fp32 feed-forward output
+    projection per layer, every other linear layer int8."""
+    from llmneo.inference.export import _quantize_int8
+
+    source = Path(fp32_export.folder) / "model.onnx"
+    shutil.copy2(source, tmp_path / "fp32.onnx")
+    assert _quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", keep_ffn_outputs=True) == 2
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    fp32_linear = {node.name for node in graph.node if node.op_type == "MatMul" and "/dense/" in node.name}
+    assert fp32_linear == {f"/model/bert/encoder/layer.{i}/output/dense/MatMul" for i in range(2)}
+    quantized = {node.name for node in graph.node if node.op_type == "MatMulInteger"}
+    assert any("intermediate/dense" in name for name in quantized) and any("query" in name for name in quantized)
+
+
+def test_an_export_below_the_agreement_threshold_is_refused_and_nothing_is_written(tmp_path, sst2_dir, capsys):
     texts = [line.split("\t")[0] for line in (sst2_dir / "dev.tsv").read_text().splitlines()[1:65]]
     student = _outlier_student(tmp_path / "run" / "student", texts)
     target = tmp_path / "run" / "export" / "onnx-int8"
@@ -102,6 +116,8 @@ def test_an_export_below_the_agreement_threshold_is_refused_and_nothing_is_writt
     with pytest.raises(ExportRefused, match="agreement") as refused:
         export_model(tmp_path / "run", quantize="int8", max_examples=64)
     assert refused.value.report.agreement < 0.99
+    assert refused.value.report.fp32_matmuls == 2  # full int8 was refused, and so was the retry
+    assert "again with the feed-forward output projections in fp32" in capsys.readouterr().out
     assert sorted(p.name for p in target.parent.iterdir()) == ["onnx-int8"]  # no staging folder left
     assert (target / "marker").read_text() == "an older export"  # the previous export is untouched
     assert student.is_dir()
