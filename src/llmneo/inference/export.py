@@ -178,13 +178,11 @@ def _quantize_int8(source: Path, target: Path, keep_ffn_outputs: bool = False) -
     on dev went from 0.9897 (refused) to 0.9954. The graph is pre-processed first (shape inference and
     ORT's optimisations), as onnxruntime's quantisation guide advises.
     """
-    import onnx
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     prepared = source.with_name("prepared.onnx")
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    kept = [node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node
-            if keep_ffn_outputs and node.op_type in ("MatMul", "Gemm") and _FP32_MATMULS.search(node.name)]
+    kept = _ffn_output_matmuls(prepared) if keep_ffn_outputs else []
     quantize_dynamic(str(prepared), str(target), per_channel=True, weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=kept)
     prepared.unlink()
@@ -280,18 +278,19 @@ def _build_export(model_dir: Path, meta: dict[str, Any], staging: Path, quantize
         return _compare(staging, reference_logits, texts, labels, quantize, threshold, num_threads, kept)
 
     report = int8(keep_ffn_outputs=False)
-    if not report.passed and _has_ffn_outputs(source / ONNX_FILE):
+    if not report.passed and _ffn_output_matmuls(source / ONNX_FILE):
         print("[export] full int8 refused: again with the feed-forward output projections in fp32")
         report = int8(keep_ffn_outputs=True)
     shutil.rmtree(source)
     return report
 
 
-def _has_ffn_outputs(graph_path: Path) -> bool:
+def _ffn_output_matmuls(graph_path: Path) -> list[str]:
+    """Names of the graph's feed-forward output projections (`_FP32_MATMULS`)."""
     import onnx
 
-    return any(_FP32_MATMULS.search(node.name)
-               for node in onnx.load(str(graph_path), load_external_data=False).graph.node)
+    return [node.name for node in onnx.load(str(graph_path), load_external_data=False).graph.node
+            if node.op_type in ("MatMul", "Gemm") and _FP32_MATMULS.search(node.name)]
 
 
 def _compare(staging: Path, reference_logits: np.ndarray, texts: list[str], labels: np.ndarray, quantize: str,
