@@ -62,7 +62,7 @@ bench: install
 	$(BIN)/llmneo bench outputs/demo
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf outputs mlruns mlartifacts mlflow.db .pytest_cache

@@ -47,8 +47,8 @@ def main() -> None:
     for name, predictor in variants.items():
         logits, rows[name] = _timed(predictor, texts, args.batch_size)
         agreement[name] = float(np.mean(logits.argmax(1) == reference.argmax(1)))
-    lines = [f"Teacher `{args.teacher}` labelling {len(texts):,} SST-2 training sentences, batch {args.batch_size}, "
-             "length-sorted, one process, 2 CPU cores.", "",
+    lines = [(f"Teacher `{args.teacher}` labelling {len(texts):,} SST-2 training sentences, batch {args.batch_size}, "
+              "length-sorted, one process, 2 CPU cores."), "",
              "| backend | sentences/s | vs eager | label agreement with eager |", "| --- | --- | --- | --- |"]
     base = rows["PyTorch eager, fp32"]
     lines += [f"| {name} | {speed:.1f} | {speed / base:.2f}x | {agreement[name]:.4f} |" for name, speed in rows.items()]

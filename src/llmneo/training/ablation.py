@@ -23,7 +23,7 @@ from llmneo.config import Config, ConfigError, apply_overrides, validate_config
 from llmneo.inference.cores import available_cores
 
 __all__ = ["ABLATION_ARMS", "ArmResult", "ablation_curves", "ablation_table", "arm_config", "default_arms", "parse_arm",
-           "run_ablation"]
+           "read_ablation", "run_ablation", "seed_table"]
 
 # The issue's four arms: (a) CE on gold, (b) KD on gold, (c) CE on gold plus the teacher's hard labels
 # on the transfer set, (d) the recipe as configured (KD on gold + transfer set).
@@ -56,6 +56,12 @@ class ArmResult:
     steps: int
     minutes: float
     run_dir: str = ""  # the folder holding the arm's student/ (the run's own, for an arm that changes nothing)
+
+    @property
+    def accuracy_at_cap(self) -> float:
+        """Dev accuracy of the weights the cap ended on: a figure no dev score chose, unlike the best checkpoint."""
+        evaluations = [e for e in self.history if "eval_accuracy" in e]
+        return float(max(evaluations, key=lambda e: int(e["step"]))["eval_accuracy"]) if evaluations else float("nan")
 
 
 def arm_config(config: Config, arm: str, overrides: list[str], minutes: float | None,
@@ -186,13 +192,14 @@ def _train_arm_in_child(raw_config: dict[str, Any], log: str, resume: bool, pare
 
 
 def ablation_table(results: list[ArmResult]) -> str:
-    """Markdown: accuracy, F1, ROC-AUC, agreement with the teacher, ECE, steps and minutes per arm."""
-    lines = ["| arm | overrides | accuracy | F1 | ROC-AUC | agreement | ECE | steps | minutes |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """Markdown per arm: the kept (best dev) checkpoint's accuracy, F1, ROC-AUC, agreement with the teacher and
+    ECE; the accuracy of the last weights, at the cap; steps and minutes."""
+    lines = ["| arm | overrides | accuracy | at the cap | F1 | ROC-AUC | agreement | ECE | steps | minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         m = r.metrics
-        lines.append(f"| {r.arm} | `{' '.join(r.overrides) or '-'}` | {m['accuracy']:.4f} | {m['f1']:.4f} | "
-                     f"{m['roc_auc']:.4f} | {m.get('agreement', float('nan')):.4f} | "
+        lines.append(f"| {r.arm} | `{' '.join(r.overrides) or '-'}` | {m['accuracy']:.4f} | {r.accuracy_at_cap:.4f} | "
+                     f"{m['f1']:.4f} | {m['roc_auc']:.4f} | {m.get('agreement', float('nan')):.4f} | "
                      f"{m['calibration']['ece_before']:.4f} | {r.steps} | {r.minutes:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -219,3 +226,35 @@ def parse_arm(spec: str) -> tuple[str, list[str]]:
         if "=" not in item:
             raise ConfigError(f"--arm {name}: override {item!r} is not key=value")
     return name, overrides
+
+
+def read_ablation(run_dir: Path) -> list[ArmResult]:
+    """The arms an `llmneo compare` run wrote to `<run_dir>/ablation.json`."""
+    path = Path(run_dir) / "ablation.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ablation here (run `llmneo compare` for this run folder first)")
+    return [ArmResult(**row) for row in json.loads(path.read_text())]
+
+
+def seed_table(runs: dict[str, list[ArmResult]], baseline: str = "ce-gold", recipe: str = "kd-recipe") -> str:
+    """Markdown: `recipe` against `baseline` in each run (one seed each), best checkpoint and at the cap, with
+    the mean gap and on how many seeds the recipe led. A claim one seed makes, several must keep."""
+    lines = [f"| run | {baseline} | {recipe} | gap | {baseline} at the cap | {recipe} at the cap | gap at the cap |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    gaps, cap_gaps = [], []
+    for name, results in runs.items():
+        arms = {r.arm: r for r in results}
+        missing = [arm for arm in (baseline, recipe) if arm not in arms]
+        if missing:
+            raise ValueError(f"{name}: no arm {missing[0]!r} in its ablation (it has {', '.join(arms)})")
+        base, best = arms[baseline], arms[recipe]
+        gaps.append(best.metrics["accuracy"] - base.metrics["accuracy"])
+        cap_gaps.append(best.accuracy_at_cap - base.accuracy_at_cap)
+        lines.append(f"| {name} | {base.metrics['accuracy']:.4f} | {best.metrics['accuracy']:.4f} | "
+                     f"{100 * gaps[-1]:+.2f} | {base.accuracy_at_cap:.4f} | {best.accuracy_at_cap:.4f} | "
+                     f"{100 * cap_gaps[-1]:+.2f} |")
+    lines.append(f"| **mean of {len(gaps)}** | | | **{100 * sum(gaps) / len(gaps):+.2f}** | | | "
+                 f"**{100 * sum(cap_gaps) / len(cap_gaps):+.2f}** |")
+    lines.append(f"| ahead on | | | {sum(g > 0 for g in gaps)} of {len(gaps)} | | | "
+                 f"{sum(g > 0 for g in cap_gaps)} of {len(cap_gaps)} |")
+    return "\n".join(lines) + "\n"
