@@ -38,8 +38,10 @@ def test_students_parse_in_both_forms_and_caps_name_their_student():
 
 
 def test_the_default_students_are_valid_configs(tmp_path, sst2_dir):
-    config = load_config(write_tiny_config(tmp_path, tmp_path, tmp_path, sst2_dir))
+    """The config's own student is a narrowed cut (as best-cpu's is): no default student inherits that shape."""
+    config = load_config(write_tiny_config(tmp_path, tmp_path, tmp_path, sst2_dir, student={"ffn_width": 32}))
     configs = student_configs(config, FRONTIER_STUDENTS, minutes=3)
+    assert all(c.student.ffn_width is None for c in configs.values())
     assert set(configs) == {"minilm-l1", "minilm-l2", "minilm-l3", "minilm-l6", "minilm-l6-lora", "smollm2-lora-r4"}
     assert configs["minilm-l3"].student.keep_layers == [0, 2, 5] and not configs["minilm-l3"].student.lora.enabled
     reference = configs["smollm2-lora-r4"]

