@@ -194,3 +194,32 @@ def test_an_unmerged_lora_folder_is_merged_before_export(tmp_path):
     export_model(student, out_dir=tmp_path / "onnx", max_examples=32)
     np.testing.assert_allclose(Predictor.load(tmp_path / "onnx").predict_logits(TEXTS), expected, atol=1e-5)
     assert read_model_meta(tmp_path / "onnx")["lora"]["merged"] is True
+
+
+def test_a_narrowed_mpnet_cut_exports_and_its_retry_finds_the_feed_forward_outputs(tmp_path):
+    """best-cpu's student is MPNet cut to fewer, narrower layers: it exports like BERT, and the int8 retry
+    keeps exactly its feed-forward output projections in fp32."""
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    from llmneo.config import ModelConfig
+    from llmneo.inference.export import _quantize_int8
+    from llmneo.training.models import build_model
+
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=130, pad_token_id=0, num_labels=2)
+    source = tmp_path / "mpnet"
+    MPNetForSequenceClassification(config).save_pretrained(source)
+    minilm_tokenizer().save_pretrained(source)
+    cut = build_model(ModelConfig(name_or_path=str(source), keep_layers=[0, 3], ffn_width=32), ["neg", "pos"])
+    meta = {"role": "student", "labels": ["neg", "pos"], "max_length": 64, "keep_layers": [0, 3], "ffn_width": 32}
+    folder = save_model_folder(cut, tmp_path / "student", meta)
+
+    report = export_model(folder, out_dir=tmp_path / "onnx-fp32", max_examples=32)
+
+    assert report.agreement == 1.0
+    onnx_path = Path(report.folder) / "model.onnx"
+    assert _quantize_int8(onnx_path, tmp_path / "int8.onnx", keep_ffn_outputs=True) == 2
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    fp32_linear = {node.name for node in graph.node if node.op_type == "MatMul" and "/dense/" in node.name}
+    assert fp32_linear == {f"/model/mpnet/encoder/layer.{i}/output/dense/MatMul" for i in range(2)}

@@ -43,10 +43,25 @@ def _silence_half_the_ffn_units(model, out_path: str) -> None:
             layer.get_submodule(out_path).weight[:, ::2] = 0
 
 
-@pytest.mark.parametrize("family, out_path", [("bert", "output.dense"), ("llama", "mlp.down_proj")])
+@pytest.fixture(scope="module")
+def tiny_mpnet_source(tmp_path_factory, tiny_bert_source):
+    """A 4-layer tiny MPNet, best-cpu's teacher family (its student is an MPNet cut), with a BERT vocabulary."""
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    folder = tmp_path_factory.mktemp("tiny-mpnet-source")
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=130, pad_token_id=0)
+    MPNetModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert_source).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family, out_path", [("bert", "output.dense"), ("mpnet", "output.dense"),
+                                              ("llama", "mlp.down_proj")])
 def test_narrow_ffn_prunes_the_weakest_units_and_keeps_the_function(
-        tiny_bert_source, tiny_llama_source, tmp_path, family, out_path):
-    source = tiny_bert_source if family == "bert" else tiny_llama_source
+        tiny_bert_source, tiny_mpnet_source, tiny_llama_source, tmp_path, family, out_path):
+    source = {"bert": tiny_bert_source, "mpnet": tiny_mpnet_source, "llama": tiny_llama_source}[family]
     loaded = build_model(ModelConfig(name_or_path=str(source), keep_layers=[0, 2]), LABELS)
     _silence_half_the_ffn_units(loaded.model, out_path)
     meta = {"labels": LABELS, "max_length": 32, "kind": "classifier", "lora": {"enabled": False}}
@@ -56,7 +71,7 @@ def test_narrow_ffn_prunes_the_weakest_units_and_keeps_the_function(
     narrow_ffn(loaded.model, 32)
 
     assert loaded.model.config.intermediate_size == 32
-    layer = loaded.model.base_model.layers[1] if family == "llama" else loaded.model.bert.encoder.layer[1]
+    layer = loaded.model.base_model.layers[1] if family == "llama" else loaded.model.base_model.encoder.layer[1]
     assert layer.get_submodule(out_path).weight.shape[1] == 32
     assert torch.count_nonzero(layer.get_submodule(out_path).weight.abs().sum(dim=0)) == 32  # only live units kept
     assert count_parameters(loaded.model)["total"] < full
