@@ -39,11 +39,11 @@ models: install
 demo: install
 	$(BIN)/llmneo run --config configs/demo.yaml
 
-# The best recipe on 2 cores (about 80 min on idle cores, every stage resumable), then its ablation (3 more arms,
-# 20 minutes of one core each, two at a time: about 40 min).
+# The best recipe on 2 cores (65-100 min with the machine's load, every stage resumable), then its ablation (3 more arms,
+# 40 minutes of one core each, two at a time: about 80 min).
 best-cpu: models
 	$(BIN)/llmneo run --config configs/best-cpu.yaml
-	$(BIN)/llmneo compare --config configs/best-cpu.yaml --minutes 20 --jobs 2
+	$(BIN)/llmneo compare --config configs/best-cpu.yaml --minutes 40 --jobs 2
 
 # The accuracy/speed frontier of six students trained from best-cpu's teacher and caches (about 40-45 min).
 sweep: models

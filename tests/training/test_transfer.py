@@ -120,20 +120,26 @@ def test_an_onnx_teacher_caches_the_same_logits_as_torch(tuned):
 
 @pytest.mark.slow
 def test_reduced_best_cpu_recipe_and_its_ablation_end_to_end(tmp_path, tiny_bert_source, sst2_dir):
-    """configs/best-cpu.yaml's recipe on tiny models: run, then the ablation with two arms under a cap."""
+    """configs/best-cpu.yaml's recipe on tiny models: run, then the ablation with two arms under a cap.
+    The student is cut from the run's own tuned teacher as the shipped one is: first and last layer of
+    the 4, every feed-forward block at half width."""
     import yaml
 
     shipped = yaml.safe_load(Path("configs/best-cpu.yaml").read_text())
+    assert shipped["student"]["name_or_path"] == "run:teacher"
     path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir,
                              augment={**shipped["augment"], "n_per_example": 1, "max_rows": 96},
                              loss=shipped["loss"], cache={"backend": shipped["cache"]["backend"]},
-                             student={"lora": shipped["student"]["lora"]})
+                             student={"name_or_path": "run:teacher", "keep_layers": [0, 3], "ffn_width": 32,
+                                      "lora": shipped["student"]["lora"]})
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 0, result.output[-2000:]
     config = load_config(path)
     metrics = json.loads((config.run_dir / "metrics.json").read_text())
     assert metrics["data"]["transfer"] > 0 and metrics["final"]["n"] == 32
+    student = json.loads((config.run_dir / "student" / "config.json").read_text())
+    assert (student["num_hidden_layers"], student["intermediate_size"]) == (2, 32)
     result = runner.invoke(app, ["compare", "--config", str(path), "--minutes", "0.5",
                                  "--arm", "ce-gold: loss.alpha=0 augment.enabled=false", "--arm", "kd-recipe:"])
     assert result.exit_code == 0, result.output[-2000:]
