@@ -56,6 +56,17 @@ def tiny_bert(num_labels: int = 2, layers: int = 2):
     return BertForSequenceClassification(config)
 
 
+def tiny_mpnet(num_labels: int = 2, layers: int = 4):
+    """A tiny MPNet, best-cpu's teacher family, read through the MiniLM (BERT) vocabulary: pad id 0."""
+    import torch
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=130, pad_token_id=0, num_labels=num_labels)
+    return MPNetForSequenceClassification(config)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_source(tmp_path_factory) -> Path:
     """A plain Hugging Face folder (no llmneo metadata): a 4-layer tiny BERT and the MiniLM tokenizer."""

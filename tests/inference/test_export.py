@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import minilm_tokenizer, tiny_bert
+from conftest import minilm_tokenizer, tiny_bert, tiny_mpnet
 from llmneo.cli import app
 from llmneo.inference import Predictor
 from llmneo.inference.export import ExportError, ExportRefused, agreement_report, export_model
@@ -199,17 +199,12 @@ def test_an_unmerged_lora_folder_is_merged_before_export(tmp_path):
 def test_a_narrowed_mpnet_cut_exports_and_its_retry_finds_the_feed_forward_outputs(tmp_path):
     """best-cpu's student is MPNet cut to fewer, narrower layers: it exports like BERT, and the int8 retry
     keeps exactly its feed-forward output projections in fp32."""
-    from transformers import MPNetConfig, MPNetForSequenceClassification
-
     from llmneo.config import ModelConfig
     from llmneo.inference.export import _quantize_int8
     from llmneo.training.models import build_model
 
-    torch.manual_seed(0)
-    config = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=130, pad_token_id=0, num_labels=2)
     source = tmp_path / "mpnet"
-    MPNetForSequenceClassification(config).save_pretrained(source)
+    tiny_mpnet().save_pretrained(source)
     minilm_tokenizer().save_pretrained(source)
     cut = build_model(ModelConfig(name_or_path=str(source), keep_layers=[0, 3], ffn_width=32), ["neg", "pos"])
     meta = {"role": "student", "labels": ["neg", "pos"], "max_length": 64, "keep_layers": [0, 3], "ffn_width": 32}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import minilm_tokenizer, tiny_mpnet
 from llmneo.config import LoraSettings, ModelConfig
 from llmneo.inference import Predictor
 from llmneo.maths.params import count_parameters
@@ -44,16 +45,11 @@ def _silence_half_the_ffn_units(model, out_path: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_mpnet_source(tmp_path_factory, tiny_bert_source):
-    """A 4-layer tiny MPNet, best-cpu's teacher family (its student is an MPNet cut), with a BERT vocabulary."""
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
-
+def tiny_mpnet_source(tmp_path_factory):
+    """A plain folder holding a 4-layer tiny MPNet (best-cpu's student is an MPNet cut) and its tokenizer."""
     folder = tmp_path_factory.mktemp("tiny-mpnet-source")
-    torch.manual_seed(0)
-    config = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=130, pad_token_id=0)
-    MPNetModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_bert_source).save_pretrained(folder)
+    tiny_mpnet().mpnet.save_pretrained(folder)
+    minilm_tokenizer().save_pretrained(folder)
     return folder
 
 
