@@ -37,6 +37,10 @@ def test_run_writes_every_output(tiny_run):
     final = metrics["final"]
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "agreement", "confusion_matrix"} <= set(final)
     assert sum(map(sum, final["confusion_matrix"])) == 32
+    # Dev is evaluated length-sorted: the last evaluation (of the final weights) agrees with the final
+    # report, which is computed in dev order, so predictions and teacher logits were sorted alike.
+    last = metrics["history"][-1]
+    assert (last["eval_accuracy"], last["eval_agreement"]) == pytest.approx((final["accuracy"], final["agreement"]))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["student"]["parameters"] < summary["teacher"]["parameters"]
     assert "teacher vs student" in stdout and "ms / example" in stdout

@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import TrainerCallback
 
 __all__ = [
     "COMPLETE_MARKER",
     "CheckpointCompleteMarker",
+    "DevLogitsByStep",
     "TimeBudgetSchedule",
     "WallClockLimit",
     "budget_clock",
@@ -51,6 +53,33 @@ def budget_clock(kind: str) -> Callable[[], float]:
         return time.perf_counter
     threads = torch.get_num_threads()
     return lambda: time.process_time() / threads
+
+
+class DevLogitsByStep(TrainerCallback):
+    """The dev logits of every evaluation, by step. Training ends with the weights of an evaluated step
+    (the last: Trainer evaluates the final step; or, with keep_best, the best), so the final report can
+    reuse that evaluation rather than pass over dev again: for a 110M teacher on CPU, 12 s a stage."""
+
+    def __init__(self):
+        self.by_step: dict[int, np.ndarray] = {}
+        self._pending: np.ndarray | None = None
+
+    def record(self, logits: np.ndarray) -> None:
+        """Called by compute_metrics, which does not know the step; on_evaluate, next, does."""
+        self._pending = logits
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._pending is not None:
+            self.by_step[state.global_step] = self._pending
+            self._pending = None
+        return control
+
+    def final(self, state, keep_best: bool) -> tuple[int, np.ndarray | None]:
+        """The step whose weights training ended with, and its dev logits if this process evaluated it."""
+        step = state.global_step
+        if keep_best and state.best_model_checkpoint:
+            step = int(Path(state.best_model_checkpoint).name.split("-")[-1])
+        return step, self.by_step.get(step)
 
 
 class WallClockLimit(TrainerCallback):

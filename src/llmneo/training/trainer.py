@@ -37,6 +37,7 @@ from llmneo.maths.params import count_parameters
 from llmneo.modelfolder.weights import LoadedModel, VerbalizerClassifier, save_model_folder
 from llmneo.training.callbacks import (
     CheckpointCompleteMarker,
+    DevLogitsByStep,
     TimeBudgetSchedule,
     WallClockLimit,
     budget_clock,
@@ -181,6 +182,33 @@ def _dataset(loaded: LoadedModel, texts: list[str], labels: list[int], max_lengt
                        batched=True, remove_columns=["text"], desc="tokenising")
 
 
+def _length_sorted(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
+    """Dev sorted by token count, and the order that did it. Evaluation pads each batch to its longest
+    row, so sorted batches carry almost no padding: 2-3x faster on SST-2 dev, which the stage evaluates
+    every `eval_steps`. Metrics do not depend on row order; logits are put back in dev order."""
+    order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+    return dataset.select(order), order
+
+
+def _in_dev_order(sorted_logits: np.ndarray, order: np.ndarray) -> np.ndarray:
+    logits = np.empty_like(sorted_logits)
+    logits[order] = sorted_logits
+    return logits
+
+
+def _final_dev_logits(trainer: Trainer, recorder: DevLogitsByStep, dev_ds: Dataset,
+                      keep_best: bool) -> tuple[np.ndarray, float | None]:
+    """Dev logits of the weights training ended with: from their evaluation during training when this
+    process saw it (not after a resume, not across processes), else from one more pass."""
+    step, logits = recorder.final(trainer.state, keep_best)
+    if logits is not None and trainer.args.world_size <= 1:
+        entry = next((e for e in trainer.state.log_history if e.get("step") == step and "eval_loss" in e), {})
+        return logits, entry.get("eval_loss")
+    prediction = trainer.predict(dev_ds, metric_key_prefix="eval")
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return np.asarray(logits), prediction.metrics.get("eval_loss")
+
+
 class _Collator:
     """Dynamic padding for token columns; teacher logits are stacked alongside, and teacher hidden states
     looked up by row (kept as one numpy array: as a dataset column they would be lists of Python floats)."""
@@ -200,9 +228,10 @@ class _Collator:
         return batch
 
 
-def _metrics_function(teacher_dev_logits: np.ndarray | None):
+def _metrics_function(teacher_dev_logits: np.ndarray | None, recorder: DevLogitsByStep):
     def compute(prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        recorder.record(np.asarray(logits))
         probs = softmax(logits)
         metrics = classification_metrics(prediction.label_ids, probs)
         metrics.pop("n")
@@ -305,13 +334,16 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
                         train_teacher_logits, with_rows=projection is not None)
     dev_ds = _dataset(loaded, _texts(splits.dev.texts, model_cfg), splits.dev.labels, model_cfg.max_length,
                       dev_teacher_logits)
+    dev_ds, dev_order = _length_sorted(dev_ds)
     checkpoint_dir = output_dir.parent / f"checkpoints-{output_dir.name}"
+    recorder = DevLogitsByStep()
     clock = budget_clock(settings.time_limit_clock)
     trainer = DistillationTrainer(
         model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
         data_collator=_Collator(loaded.tokenizer, train_teacher_hidden), train_dataset=train_ds, eval_dataset=dev_ds,
-        compute_metrics=_metrics_function(dev_teacher_logits),
-        callbacks=[CheckpointCompleteMarker(), *(callbacks or []),
+        compute_metrics=_metrics_function(None if dev_teacher_logits is None else dev_teacher_logits[dev_order],
+                                          recorder),
+        callbacks=[CheckpointCompleteMarker(), recorder, *(callbacks or []),
                    *([WallClockLimit(settings.time_limit_minutes, clock)] if settings.time_limit_minutes else [])],
         loss_config=loss_config,
         time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio, clock)
@@ -325,10 +357,10 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     train_result = trainer.train(resume_from_checkpoint=last)
     train_seconds = time.perf_counter() - started
     budget_minutes = (clock() - clock_started) / 60
-    prediction = trainer.predict(dev_ds, metric_key_prefix="eval")
-    dev_logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    sorted_logits, eval_loss = _final_dev_logits(trainer, recorder, dev_ds, settings.keep_best)
+    dev_logits = _in_dev_order(sorted_logits, dev_order)
     final = evaluation_report(np.asarray(splits.dev.labels), dev_logits, dev_teacher_logits, len(meta["labels"]))
-    final["eval_loss"] = prediction.metrics.get("eval_loss")
+    final["eval_loss"] = eval_loss
     final["train_loss"] = train_result.training_loss
     final["train_examples_per_second"] = train_result.metrics.get("train_samples_per_second")
     final["train_minutes_on_clock"] = {"clock": settings.time_limit_clock, "minutes": budget_minutes}
