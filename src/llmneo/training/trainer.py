@@ -198,15 +198,18 @@ def _in_dev_order(sorted_logits: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 def _final_dev_logits(trainer: Trainer, recorder: DevLogitsByStep, dev_ds: Dataset,
                       keep_best: bool) -> tuple[np.ndarray, float | None]:
-    """Dev logits of the weights training ended with: from their evaluation during training when this
-    process saw it (not after a resume, not across processes), else from one more pass."""
-    step, logits = recorder.final(trainer.state, keep_best)
-    if logits is not None and trainer.args.world_size <= 1:
-        entry = next((e for e in trainer.state.log_history if e.get("step") == step and "eval_loss" in e), {})
-        return logits, entry.get("eval_loss")
+    """Dev logits and loss of the weights training ended with: from their evaluation during training when
+    this process saw it (not after a resume, not across processes), else from one more pass."""
+    evaluated = recorder.final(trainer.state, keep_best)
+    if evaluated is not None and trainer.args.world_size <= 1:
+        return evaluated
     prediction = trainer.predict(dev_ds, metric_key_prefix="eval")
-    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    return np.asarray(logits), prediction.metrics.get("eval_loss")
+    return _logits(prediction.predictions), prediction.metrics.get("eval_loss")
+
+
+def _logits(predictions: np.ndarray | tuple) -> np.ndarray:
+    """The logits of a Trainer prediction: the first output when the model returns several."""
+    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
 
 
 class _Collator:
@@ -230,8 +233,8 @@ class _Collator:
 
 def _metrics_function(teacher_dev_logits: np.ndarray | None, recorder: DevLogitsByStep):
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        recorder.record(np.asarray(logits))
+        logits = _logits(prediction.predictions)
+        recorder.record(logits)
         probs = softmax(logits)
         metrics = classification_metrics(prediction.label_ids, probs)
         metrics.pop("n")
