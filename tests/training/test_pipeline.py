@@ -205,3 +205,33 @@ def test_a_frozen_bottom_and_a_narrowed_student_through_the_pipeline(tmp_path, t
     assert json.loads((student / "llmneo_model.json").read_text())["ffn_width"] == 16
     reloaded = Predictor.load(student).predict_logits(student_splits(config).dev.texts)
     assert reloaded.shape == (outcome.final["n"], 2)
+
+
+@pytest.mark.slow
+def test_a_validation_split_chooses_checkpoints_and_dev_is_read_once(tmp_path, tiny_bert_source, sst2_dir):
+    """`data.validation_size`: teacher and student evaluate on validation during training (keep_best
+    picks there), dev is scored once at the end; metrics.json keeps both, beside the teacher's."""
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir,
+                             data={"source": "glue_dir", "glue_dir": str(sst2_dir), "max_train_samples": 64,
+                                   "max_eval_samples": 32, "validation_size": 24},
+                             student={"name_or_path": str(tiny_bert_source), "max_length": 32, "keep_layers": [0, 1],
+                                      "lora": {"enabled": False},
+                                      "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 32,
+                                                "learning_rate": 1e-3, "eval_steps": 2, "logging_steps": 1,
+                                                "save_steps": 2, "keep_best": True}})
+    config = load_config(path)
+    splits = student_splits(config)
+    assert len(splits.validation) == 24 and len(splits.train) == 64 and len(splits.dev) == 32
+    assert not set(splits.validation.texts) & set(splits.train.texts)
+    run_teacher_stage(config)
+    run_cache_stage(config)
+    outcome = run_distill_stage(config)
+    metrics = json.loads((config.run_dir / "metrics.json").read_text())
+    assert metrics["final"]["validation"]["n"] == 24 and metrics["final"]["n"] == 32
+    best = max(metrics["history"], key=lambda entry: entry["eval_accuracy"])
+    assert metrics["final"]["validation"]["accuracy"] == pytest.approx(best["eval_accuracy"])
+    assert metrics["teacher_validation"]["n"] == 24 and metrics["teacher"]["n"] == 32
+    probs = Predictor.load(config.run_dir / "student").predict_proba(splits.dev.texts)
+    assert outcome.final["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == np.array(splits.dev.labels))))
+    teacher_meta = json.loads((config.run_dir / "teacher/llmneo_model.json").read_text())
+    assert teacher_meta["data"]["validation"] == 24 and teacher_meta["validation_metrics"]["n"] == 24

@@ -65,7 +65,12 @@ class DataConfig(_Strict):
     hub_eval_split: str = Field("validation", description="Hub split used as dev.")
     max_train_samples: int | None = Field(None, gt=0, description="Seeded stratified subsample of train.")
     max_eval_samples: int | None = Field(None, gt=0, description="Seeded stratified subsample of dev.")
-    seed: int = Field(42, description="Seed of the subsampling.")
+    validation_size: int | None = Field(
+        None, gt=0, description="Hold out this many training rows (seeded, stratified) as a validation split that "
+        "chooses checkpoints (keep_best) and arms; dev is then evaluated once per finished model, as a test. Drawn "
+        "among rows no other row contains (SST-2's full sentences), and the training rows inside them (their "
+        "phrases) leave training, so validation never rewards memorising. null: dev chooses, as before.")
+    seed: int = Field(42, description="Seed of the subsampling and of the validation split.")
     skip_bad_rows: bool = Field(False, description="Drop bad rows (reported by line) instead of stopping.")
 
     @field_validator("labels")

@@ -48,6 +48,7 @@ class LabeledTexts:
     source: str
     lines: list[int] = field(default_factory=list)  # where each row came from, for error messages
     bad_rows: list[BadRow] = field(default_factory=list)
+    dropped_for_validation: int = 0  # rows left out because a validation row contains them (data.validation)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,13 +62,20 @@ class LabeledTexts:
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> LabeledTexts:
         return LabeledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices], self.source,
-                            [self.lines[i] for i in indices] if self.lines else [], self.bad_rows)
+                            [self.lines[i] for i in indices] if self.lines else [], self.bad_rows,
+                            self.dropped_for_validation)
 
 
 @dataclass
 class DataSplits:
     train: LabeledTexts
     dev: LabeledTexts
+    validation: LabeledTexts | None = None  # carved from train (`data.validation_size`): picks checkpoints
+
+    @property
+    def selection(self) -> LabeledTexts:
+        """What checkpoints and early decisions are judged on: validation when carved, else dev."""
+        return self.validation if self.validation is not None else self.dev
 
 
 def _parse_label(raw: object, label_names: list[str]) -> int:
@@ -234,9 +242,16 @@ def load_splits(cfg: DataConfig, max_train_samples: int | None = None) -> DataSp
         read = lambda path: read_labeled_file(path, cfg.labels, cfg.text_column, cfg.label_column,
                                               cfg.skip_bad_rows) if path else LabeledTexts([], [], "none")
         splits = DataSplits(read(train_path), read(dev_path))
+    validation = None
+    if cfg.validation_size:
+        from llmneo.data.validation import carve_validation
+
+        cut = carve_validation(splits.train, cfg.validation_size, cfg.seed)
+        splits.train, validation = cut.train, cut.validation
+        cut.train.dropped_for_validation = cut.dropped_contained
     train_limit = max_train_samples or cfg.max_train_samples
     return DataSplits(stratified_subsample(splits.train, train_limit, cfg.seed),
-                      stratified_subsample(splits.dev, cfg.max_eval_samples, cfg.seed))
+                      stratified_subsample(splits.dev, cfg.max_eval_samples, cfg.seed), validation)
 
 
 def describe_bad_rows(data: LabeledTexts, shown: int = 10) -> str | None:

@@ -71,6 +71,7 @@ class CacheKey:
     transfer_fingerprint: str = ""  # set for the cache of a transfer set, which holds that split alone
     hidden_layers: tuple[int, ...] = ()  # set for pooled hidden states of these layers instead of logits
     dev_only: bool = False  # gold logits for dev alone: a run that distils no gold row (loss.alpha 0)
+    validation_fingerprint: str = ""  # set when a validation split is carved from train: cached beside dev
 
     def splits(self) -> tuple[str, ...]:
         """A gold cache holds train and dev; a transfer-set cache holds only the transfer split, so the
@@ -81,12 +82,13 @@ class CacheKey:
             return ("transfer",)
         if self.hidden_layers:
             return ("train",)
-        return ("dev",) if self.dev_only else SPLITS
+        evaluated = ("validation",) if self.validation_fingerprint else ()
+        return ("dev", *evaluated) if self.dev_only else (*SPLITS, *evaluated)
 
     def as_dict(self) -> dict:
         """The key as stored in meta.json; a logit key keeps the digest it had before these fields existed."""
         fields = asdict(self) | {"labels": list(self.labels), "hidden_layers": list(self.hidden_layers)}
-        for name in ("transfer_fingerprint", "hidden_layers", "dev_only"):
+        for name in ("transfer_fingerprint", "hidden_layers", "dev_only", "validation_fingerprint"):
             if not fields[name]:
                 fields.pop(name)
         return fields
@@ -101,11 +103,16 @@ class CachedLogits:
     dev: np.ndarray | None  # (N_dev, C)
     meta: dict
     transfer: np.ndarray | None = None  # (N_transfer, C) for the unlabelled transfer set, when there is one
+    validation: np.ndarray | None = None  # (N_validation, C) when data.validation_size carves one
     # A hidden-state cache stores (N, L * H) pooled states in the same files and fields.
 
     @property
     def teacher_dev_metrics(self) -> dict:
         return self.meta.get("teacher_dev_metrics", {})
+
+    @property
+    def teacher_validation_metrics(self) -> dict:
+        return self.meta.get("teacher_validation_metrics", {})
 
 
 class LogitCache:
@@ -136,7 +143,8 @@ class LogitCache:
             if not path.is_file() or sha256_file(path) != meta["checksums"].get(split):
                 raise CacheCorrupt(f"{path}: checksum mismatch or missing file")
             arrays[split] = load_file(path)["logits"]
-        return CachedLogits(arrays.get("train"), arrays.get("dev"), meta, arrays.get("transfer"))
+        return CachedLogits(arrays.get("train"), arrays.get("dev"), meta, arrays.get("transfer"),
+                            arrays.get("validation"))
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -98,7 +98,20 @@ def student_splits(config: Config) -> DataSplits:
     for part in (splits.train, splits.dev):
         if (line := describe_bad_rows(part)) is not None:
             print(f"[data] {line}")
+    if splits.validation is not None:
+        print(f"[data] validation: {len(splits.validation):,} training rows choose checkpoints "
+              f"({splits.train.dropped_for_validation:,} rows inside them left out of training); dev is read once")
     return splits
+
+
+def data_summary(splits: DataSplits, transfer: TransferSet | None = None) -> dict[str, Any]:
+    """Row counts and fingerprints of what a model was trained and judged on (model folder meta)."""
+    summary = {"train": len(splits.train), "dev": len(splits.dev), "transfer": len(transfer or []),
+               "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}
+    if splits.validation is not None:
+        summary |= {"validation": len(splits.validation), "validation_fingerprint": splits.validation.fingerprint(),
+                    "dropped_for_validation": splits.train.dropped_for_validation}
+    return summary
 
 
 def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | None:
@@ -109,7 +122,9 @@ def run_teacher_stage(config: Config, resume: bool = False) -> TrainOutcome | No
             write_json(config.run_dir / "teacher_metrics.json",
                        {"history": outcome.history, "final": outcome.final, "parameters": outcome.parameters,
                         "train_seconds": outcome.train_seconds})
-            print(f"[teacher] dev accuracy {outcome.final['accuracy']:.4f}, saved to {outcome.model_dir}")
+            chosen = (f"validation accuracy {outcome.final['validation']['accuracy']:.4f}, "
+                      if "validation" in outcome.final else "")
+            print(f"[teacher] {chosen}dev accuracy {outcome.final['accuracy']:.4f}, saved to {outcome.model_dir}")
         log_stage_outputs(tracker, config.run_dir)
     return outcome
 
@@ -158,25 +173,28 @@ def run_distill_stage(config: Config, resume: bool = False, parent_run_id: str |
     train_hidden = _teacher_hidden_rows(config, splits, transfer, loaded) if config.loss.hidden_weight > 0 else None
     meta = {"role": "student", "labels": config.data.labels, "base_model": config.student.name_or_path,
             "teacher_base_model": config.teacher.name_or_path, "run_name": config.name,
-            "loss": config.loss.model_dump(),
-            "data": {"train": len(splits.train), "dev": len(splits.dev), "transfer": len(transfer or []),
-                     "train_fingerprint": splits.train.fingerprint(), "dev_fingerprint": splits.dev.fingerprint()}}
+            "loss": config.loss.model_dump(), "data": data_summary(splits, transfer)}
     with _stage_run(config, "student", resume, parent_run_id) as tracker:
         meta["mlflow_run_id"] = tracker.run_id  # lets a served model name its source run
-        training = DataSplits(LabeledTexts(train_texts, train_labels, "gold+transfer"), splits.dev)
+        training = DataSplits(LabeledTexts(train_texts, train_labels, "gold+transfer"), splits.dev, splits.validation)
         outcome = fine_tune(loaded, config.student, training, config.run_dir / "student", meta,
                             loss_config=config.loss, train_teacher_logits=train_logits, dev_teacher_logits=cached.dev,
-                            callbacks=tracker.trainer_callbacks(), resume=resume, train_teacher_hidden=train_hidden)
+                            callbacks=tracker.trainer_callbacks(), resume=resume, train_teacher_hidden=train_hidden,
+                            validation_teacher_logits=cached.validation)
         if not is_main_process():
             return outcome
         write_json(config.run_dir / "metrics.json",
                    {"history": outcome.history, "final": outcome.final, "teacher": cached.teacher_dev_metrics,
+                    **({"teacher_validation": cached.teacher_validation_metrics} if splits.validation else {}),
                     "parameters": outcome.parameters, "train_seconds": outcome.train_seconds,
                     "data": meta["data"]})
         if not (config.run_dir / "teacher_metrics.json").is_file():
             write_json(config.run_dir / "teacher_metrics.json", {"final": cached.teacher_dev_metrics})
         _write_predictions(config.run_dir / "predictions_dev.csv", splits, config.data.labels,
                            softmax(cached.dev), softmax(outcome.dev_logits))
+        if splits.validation is not None:
+            print(f"[student] validation accuracy {outcome.final['validation']['accuracy']:.4f} "
+                  f"(teacher {cached.teacher_validation_metrics.get('accuracy', float('nan')):.4f})")
         print(f"[student] dev accuracy {outcome.final['accuracy']:.4f} "
               f"(teacher {cached.teacher_dev_metrics.get('accuracy', float('nan')):.4f}), saved to {outcome.model_dir}")
         log_stage_outputs(tracker, config.run_dir)

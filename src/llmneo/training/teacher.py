@@ -14,7 +14,7 @@ from transformers import set_seed
 
 from llmneo.config import Config, DataConfig, TeacherConfig
 from llmneo.config.recipe import field_defaults, recipe_matches
-from llmneo.data import DataSplits, load_splits
+from llmneo.data import DataSplits, LabeledTexts, load_splits
 from llmneo.data.augment import TransferSet
 from llmneo.inference import Predictor
 from llmneo.maths.metrics import classification_metrics, softmax
@@ -63,10 +63,12 @@ def prepare_teacher(config: Config, callbacks=None, resume: bool = False) -> Tra
     splits = load_splits(config.data, config.teacher.train.max_train_samples)
     set_seed(config.teacher.train.seed)  # the new head starts the same in every run
     loaded = build_model(config.teacher, config.data.labels)
+    data = {"train": len(splits.train), "dev": len(splits.dev), "train_fingerprint": splits.train.fingerprint(),
+            "dev_fingerprint": splits.dev.fingerprint()}
+    if splits.validation is not None:
+        data |= {"validation": len(splits.validation), "validation_fingerprint": splits.validation.fingerprint()}
     meta = {"role": "teacher", "labels": config.data.labels, "base_model": config.teacher.name_or_path,
-            "run_name": config.name, "recipe": recipe, "data": {"train": len(splits.train), "dev": len(splits.dev),
-                                              "train_fingerprint": splits.train.fingerprint(),
-                                              "dev_fingerprint": splits.dev.fingerprint()}}
+            "run_name": config.name, "recipe": recipe, "data": data}
     return fine_tune(loaded, config.teacher, splits, teacher_folder(config), meta, callbacks=callbacks,
                      resume=resume)
 
@@ -137,7 +139,8 @@ def cache_for(config: Config, splits: DataSplits, transfer: TransferSet | None =
                    template=config.teacher.template if config.teacher.kind == "verbalizer" else "",
                    max_length=config.teacher.max_length, labels=tuple(config.data.labels),
                    transfer_fingerprint=transfer.fingerprint() if transfer is not None else "",
-                   hidden_layers=tuple(hidden_layers), dev_only=dev_only)
+                   hidden_layers=tuple(hidden_layers), dev_only=dev_only,
+                   validation_fingerprint=splits.validation.fingerprint() if splits.validation is not None else "")
     return LogitCache(config.cache.dir, key)
 
 
@@ -181,18 +184,27 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None, transfer: 
 
 
 def _gold_logits(config: Config, splits: DataSplits, teacher: _LazyTeacher, on_shard) -> CachedLogits:
+    evaluated = {"dev": splits.dev}
+    if splits.validation is not None:
+        evaluated["validation"] = splits.validation
     full = cache_for(config, splits)
     if config.loss.alpha > 0 or full.exists():
-        return _cached(config, full, {"train": splits.train.texts, "dev": splits.dev.texts},
-                       teacher, on_shard, dev_labels=splits.dev.labels)
+        return _cached(config, full, {"train": splits.train.texts, **_texts(evaluated)}, teacher, on_shard,
+                       evaluated)
     dev_only = cache_for(config, splits, dev_only=True)
     if not dev_only.exists():
-        print("[cache] loss.alpha is 0: the gold rows are learnt by CE alone, so the teacher runs on dev only")
-    return _cached(config, dev_only, {"dev": splits.dev.texts}, teacher, on_shard, dev_labels=splits.dev.labels)
+        print("[cache] loss.alpha is 0: the gold rows are learnt by CE alone, so the teacher runs on "
+              f"{' and '.join(evaluated)} only")
+    return _cached(config, dev_only, _texts(evaluated), teacher, on_shard, evaluated)
+
+
+def _texts(parts: dict[str, LabeledTexts]) -> dict[str, list[str]]:
+    return {split: part.texts for split, part in parts.items()}
 
 
 def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teacher: _LazyTeacher, on_shard,
-            dev_labels: list[int] | None = None) -> CachedLogits:
+            evaluated: dict[str, LabeledTexts] | None = None) -> CachedLogits:
+    """`evaluated`: the labelled splits (dev, validation) whose teacher metrics the cache records."""
     cached = _load_verified(cache)
     if cached is not None:
         print(f"[cache] reusing teacher logits ({', '.join(texts)}) from {cache.folder}")
@@ -203,27 +215,28 @@ def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teac
         cache.build(teacher, texts, config.cache.shard_size, rank, world_size, on_shard)
     barrier()  # a no-op in a single process
     if rank == 0:
-        extra = _merge_with_metrics(cache, dev_labels, sizes, config)
+        metrics = _merge_with_metrics(cache, evaluated or {}, sizes, config)
     barrier()
     loaded = cache.load()
     if rank == 0:
-        summary = f"teacher dev accuracy {extra['accuracy']:.4f}" if dev_labels is not None else (
-            f"{sizes['transfer']:,} transfer rows")
-        print(f"[cache] {summary}, stored in {cache.folder}")
+        summary = ", ".join(f"teacher {split} accuracy {values['accuracy']:.4f}" for split, values in metrics.items())
+        print(f"[cache] {summary or f'{sizes[next(iter(sizes))]:,} rows'}, stored in {cache.folder}")
     return loaded
 
 
-def _merge_with_metrics(cache: LogitCache, dev_labels: list[int] | None, sizes: dict[str, int],
-                        config: Config) -> dict:
+def _merge_with_metrics(cache: LogitCache, evaluated: dict[str, LabeledTexts], sizes: dict[str, int],
+                        config: Config) -> dict[str, dict]:
+    """Merge the shards, recording the teacher's metrics on each labelled split (dev, validation)."""
     from safetensors.numpy import load_file
 
     shard_size = config.cache.shard_size
-    metrics: dict = {}
-    if dev_labels is not None:
-        count = (sizes["dev"] + shard_size - 1) // shard_size
-        dev_logits = np.concatenate([load_file(cache.shard_path("dev", i))["logits"] for i in range(count)])
-        metrics = classification_metrics(np.asarray(dev_labels), softmax(dev_logits))
-    cache.merge(sizes, shard_size, {"teacher": config.teacher.name_or_path, "teacher_dev_metrics": metrics})
+    metrics: dict[str, dict] = {}
+    for split, part in evaluated.items():
+        count = (sizes[split] + shard_size - 1) // shard_size
+        logits = np.concatenate([load_file(cache.shard_path(split, i))["logits"] for i in range(count)])
+        metrics[split] = classification_metrics(np.asarray(part.labels), softmax(logits))
+    cache.merge(sizes, shard_size, {"teacher": config.teacher.name_or_path,
+                                    **{f"teacher_{split}_metrics": values for split, values in metrics.items()}})
     return metrics
 
 

@@ -212,6 +212,26 @@ def _logits(predictions: np.ndarray | tuple) -> np.ndarray:
     return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
 
 
+def _dev_once(trainer: Trainer, loaded: LoadedModel, splits: DataSplits, model_cfg: ModelConfig,
+              dev_teacher_logits: np.ndarray | None) -> np.ndarray:
+    """Dev logits of the final weights, in dev order: the one time dev is read when validation chooses."""
+    dev_ds = _dataset(loaded, _texts(splits.dev.texts, model_cfg), splits.dev.labels, model_cfg.max_length,
+                      dev_teacher_logits)
+    dev_ds, order = _length_sorted(dev_ds)
+    metrics_function, trainer.compute_metrics = trainer.compute_metrics, None  # it scores the validation split
+    try:
+        prediction = trainer.predict(dev_ds, metric_key_prefix="test")
+    finally:
+        trainer.compute_metrics = metrics_function
+    return _in_dev_order(_logits(prediction.predictions), order)
+
+
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of an evaluation report (no confusion matrix or calibration)."""
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "agreement", "n")
+    return {key: report[key] for key in keys if key in report}
+
+
 class _Collator:
     """Dynamic padding for token columns; teacher logits are stacked alongside, and teacher hidden states
     looked up by row (kept as one numpy array: as a dataset column they would be lists of Python floats)."""
@@ -314,13 +334,16 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
               meta: dict[str, Any], loss_config: LossConfig | None = None,
               train_teacher_logits: np.ndarray | None = None, dev_teacher_logits: np.ndarray | None = None,
               callbacks: list[TrainerCallback] | None = None, resume: bool = False,
-              train_teacher_hidden: np.ndarray | None = None) -> TrainOutcome:
+              train_teacher_hidden: np.ndarray | None = None,
+              validation_teacher_logits: np.ndarray | None = None) -> TrainOutcome:
     """Train `loaded` on `splits` and save it as a model folder at `output_dir` (atomically).
 
     The stage's config says everything else: `train` (the schedule), `lora` (adapters, merging) and
     the model settings (template, max length, device, dtype). With `train_teacher_logits` the loss
     is KD + CE (`loss_config`); without, plain cross-entropy. With `train_teacher_hidden` (N, L * H: the
     teacher's pooled states for each student layer, in order) the intermediate-layer term is added.
+    With a validation split, evaluations during training (and keep_best) read it, and dev is evaluated
+    once, on the weights training ended with: `final` holds dev, `final["validation"]` the validation figures.
     """
     model_cfg, settings, lora = stage_cfg, stage_cfg.train, stage_cfg.lora
     if settings.num_threads:
@@ -335,8 +358,10 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     projection = _projection(loaded, train_teacher_hidden, len(splits.train))
     train_ds = _dataset(loaded, _texts(splits.train.texts, model_cfg), splits.train.labels, model_cfg.max_length,
                         train_teacher_logits, with_rows=projection is not None)
-    dev_ds = _dataset(loaded, _texts(splits.dev.texts, model_cfg), splits.dev.labels, model_cfg.max_length,
-                      dev_teacher_logits)
+    selection = splits.selection
+    selection_teacher_logits = dev_teacher_logits if splits.validation is None else validation_teacher_logits
+    dev_ds = _dataset(loaded, _texts(selection.texts, model_cfg), selection.labels, model_cfg.max_length,
+                      selection_teacher_logits)
     dev_ds, dev_order = _length_sorted(dev_ds)
     checkpoint_dir = output_dir.parent / f"checkpoints-{output_dir.name}"
     recorder = DevLogitsByStep()
@@ -344,8 +369,8 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     trainer = DistillationTrainer(
         model=loaded.model, args=_training_arguments(settings, checkpoint_dir, model_cfg),
         data_collator=_Collator(loaded.tokenizer, train_teacher_hidden), train_dataset=train_ds, eval_dataset=dev_ds,
-        compute_metrics=_metrics_function(None if dev_teacher_logits is None else dev_teacher_logits[dev_order],
-                                          recorder),
+        compute_metrics=_metrics_function(
+            None if selection_teacher_logits is None else selection_teacher_logits[dev_order], recorder),
         callbacks=[CheckpointCompleteMarker(), recorder, *(callbacks or []),
                    *([WallClockLimit(settings.time_limit_minutes, clock)] if settings.time_limit_minutes else [])],
         loss_config=loss_config,
@@ -361,15 +386,26 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     train_seconds = time.perf_counter() - started
     budget_minutes = (clock() - clock_started) / 60
     sorted_logits, eval_loss = _final_dev_logits(trainer, recorder, dev_ds, settings.keep_best)
-    dev_logits = _in_dev_order(sorted_logits, dev_order)
-    final = evaluation_report(np.asarray(splits.dev.labels), dev_logits, dev_teacher_logits, len(meta["labels"]))
-    final["eval_loss"] = eval_loss
+    selection_logits = _in_dev_order(sorted_logits, dev_order)
+    num_classes = len(meta["labels"])
+    if splits.validation is None:
+        dev_logits = selection_logits
+    else:
+        dev_logits = _dev_once(trainer, loaded, splits, model_cfg, dev_teacher_logits)
+    final = evaluation_report(np.asarray(splits.dev.labels), dev_logits, dev_teacher_logits, num_classes)
+    if splits.validation is not None:
+        final["validation"] = _figures(evaluation_report(np.asarray(splits.validation.labels), selection_logits,
+                                                          validation_teacher_logits, num_classes))
+        final["validation"]["loss"] = eval_loss
+    else:
+        final["eval_loss"] = eval_loss
     final["train_loss"] = train_result.training_loss
     final["train_examples_per_second"] = train_result.metrics.get("train_samples_per_second")
     final["train_minutes_on_clock"] = {"clock": settings.time_limit_clock, "minutes": budget_minutes}
     history = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
     folder_meta = {**meta, "parameters": parameters, "calibration": final["calibration"],
                    "metrics": {k: final[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "n")},
+                   **({"validation_metrics": final["validation"]} if "validation" in final else {}),
                    "max_length": model_cfg.max_length, "template": model_cfg.template,
                    "keep_layers": model_cfg.keep_layers, "ffn_width": model_cfg.ffn_width,
                    "lora": ({"enabled": True, "r": lora.r, "alpha": lora.alpha,
