@@ -93,8 +93,11 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
     && site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
     && find "$site" -mindepth 2 -depth -type d -name tests -exec rm -rf {} +
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
-    pip install --no-deps /tmp/wheels/llmneo-*.whl \
+# COPY --from, not `RUN --mount=type=bind,from=wheel`: Podman 4.3's buildah loses a bound stage's files when
+# that stage comes from the layer cache, so a build must never depend on the cache's state.
+COPY --from=wheel /wheels/ /tmp/wheels/
+RUN pip install --no-deps /tmp/wheels/llmneo-*.whl \
+    && rm -rf /tmp/wheels \
     && pip uninstall -y pip setuptools
 
 # ---- app-user: the interpreter and a non-root user, the start of both runtime images ----
@@ -129,9 +132,11 @@ CMD ["uvicorn", "llmneo.serve.app:app"]
 FROM app-user AS runtime
 ARG APP_UID=10001
 COPY --from=builder /opt/venv /opt/venv
-# Only this small layer changes when the sources do; the wheel is mounted, never copied into a layer.
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/tmp/wheels \
-    PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps /tmp/wheels/llmneo-*.whl
+# Only these small layers change when the sources do: the wheel (about 0.2 MB, kept in its COPY layer) and
+# its install. COPY --from rather than a bind mount from the stage, for the reason given in slim-builder.
+COPY --from=wheel /wheels/ /tmp/wheels/
+RUN PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps /tmp/wheels/llmneo-*.whl \
+    && rm -rf /tmp/wheels
 # /data holds the shared MLflow store and inference logs (a volume in docker-compose.yml).
 # There is no network at run time: Hugging Face libraries must never try the hub.
 ENV VIRTUAL_ENV=/opt/venv \

@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 from llmneo.atomic import write_text_atomic
-from llmneo.training.ablation import read_ablation, seed_table
+from llmneo.experiments.ablation import read_ablation
+from llmneo.experiments.seeds import seed_table
 
 
 def _label(run_dir: Path) -> str:

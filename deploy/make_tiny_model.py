@@ -26,7 +26,7 @@ def make_tiny_model(folder: Path) -> Path:
     from llmneo.maths.params import count_parameters
     from llmneo.modelfolder import load_tokenizer
     from llmneo.modelfolder.weights import LoadedModel, save_model_folder
-    from llmneo.training.models import resolve_model_source
+    from llmneo.modelfolder.sources import resolve_model_source
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -36,7 +36,7 @@ def make_tiny_model(folder: Path) -> Path:
         "role": "student", "labels": ["negative", "positive"], "max_length": 64, "base_model": "tiny-bert",
         "teacher_base_model": "tiny-bert-teacher", "keep_layers": None, "lora": None,
         "parameters": count_parameters(model), "calibration": None,
-        "metrics": {"accuracy": 0.5, "f1": 0.5, "n": 0}, "run_name": "container-test-tiny", "mlflow_run_id": None,
+        "metrics": {"accuracy": 0.5, "f1_macro": 0.5, "n": 0}, "run_name": "container-test-tiny", "mlflow_run_id": None,
     }
     tokenizer = load_tokenizer(resolve_model_source(MINILM))
     return save_model_folder(LoadedModel(model, tokenizer, "classifier"), folder, meta)

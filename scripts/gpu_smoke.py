@@ -77,7 +77,9 @@ def _examples_per_second(predictor, texts: list[str], batch_size: int = 64) -> f
 def main() -> None:
     from llmneo.inference import Predictor
     from llmneo.inference.export import export_model
-    from llmneo.training.pipeline import run_cache_stage, run_distill_stage, student_splits
+    from llmneo.cache.stage import run_cache_stage
+    from llmneo.distill.stage import run_distill_stage
+    from llmneo.training.stage import run_splits as student_splits
 
     args = _arguments()
     cuda = args.device.startswith("cuda")

@@ -41,7 +41,7 @@ def sst2_dir() -> Path:
 
 def minilm_tokenizer():
     from llmneo.modelfolder import load_tokenizer
-    from llmneo.training.models import resolve_model_source
+    from llmneo.modelfolder.sources import resolve_model_source
 
     return load_tokenizer(resolve_model_source(MINILM))
 
@@ -112,7 +112,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         "teacher_base_model": "tiny-bert-teacher", "keep_layers": None, "lora": None,
         "parameters": count_parameters(model),
         "calibration": {"temperature": 1.5, "ece_before": 0.1, "ece_after": 0.05},
-        "metrics": {"accuracy": 0.5, "f1": 0.5, "n": 872}, "run_name": "tiny", "mlflow_run_id": None,
+        "metrics": {"accuracy": 0.5, "f1_macro": 0.5, "n": 872}, "run_name": "tiny", "mlflow_run_id": None,
     }
     save_model_folder(LoadedModel(model, minilm_tokenizer(), "classifier"), folder, meta)
     return folder
@@ -154,7 +154,7 @@ LABELS = ["negative", "positive"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [
     {"step": step, "epoch": step / 30, "eval_loss": 1.0 / step, "eval_accuracy": 0.5 + step / 100,
-     "eval_precision": 0.6, "eval_recall": 0.55, "eval_f1": 0.57, "eval_roc_auc": 0.7, "eval_agreement": 0.8}
+     "eval_precision_macro": 0.6, "eval_recall_macro": 0.55, "eval_f1_macro": 0.57, "eval_f1_weighted": 0.58, "eval_roc_auc": 0.7, "eval_agreement": 0.8}
     for step in (10, 20, 30)
 ]
 
@@ -190,12 +190,12 @@ def write_run_folder(root: Path, model_dir: Path | None = None, accuracy: float 
     _predictions().to_csv(root / "predictions_dev.csv", index=False)
     data = {"train": 100, "dev": 40, "train_fingerprint": "f00dfeed", "dev_fingerprint": "deadbeef"}
     (root / "metrics.json").write_text(json.dumps({
-        "history": HISTORY, "final": {"accuracy": accuracy, "f1": 0.74, "n": 40},
+        "history": HISTORY, "final": {"accuracy": accuracy, "f1_macro": 0.74, "n": 40},
         "teacher": {"accuracy": 0.9}, "data": data}))
     (root / "teacher_metrics.json").write_text(json.dumps({"final": {"accuracy": 0.9}, "history": HISTORY[:2]}))
     (root / "summary.json").write_text(json.dumps({
-        "teacher": {"accuracy": 0.9, "f1": 0.9, "parameters": 22_700_000, "ms_per_example": 4.0},
-        "student": {"accuracy": accuracy, "f1": 0.74, "parameters": 999_138, "ms_per_example": 0.5},
+        "teacher": {"accuracy": 0.9, "f1_macro": 0.9, "parameters": 22_700_000, "ms_per_example": 4.0},
+        "student": {"accuracy": accuracy, "f1_macro": 0.74, "parameters": 999_138, "ms_per_example": 0.5},
         "speedup": 8.0}))
     if model_dir is not None:
         shutil.copytree(model_dir, root / "student")
@@ -255,4 +255,15 @@ def tracked_run(tmp_path_factory, tiny_bert_source, sst2_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     config = load_config(config_path)
     return SimpleNamespace(config=config, config_path=config_path, run_dir=config.run_dir, uri=uri,
-                           folder=folder, stdout=result.stdout, model_name=TRACKED_MODEL_NAME)
+                           folder=folder, stdout=result.stdout, stderr=result.stderr, model_name=TRACKED_MODEL_NAME)
+
+
+def shorthand_loss(student, teacher, labels, temperature: float = 2.0, alpha: float = 0.5, kind: str = "kl"):
+    """(total, {term}_loss components) of the loss `loss: {kind, temperature, alpha}` describes: Hinton's loss
+    as the config's shorthand writes it, callable on tensors for tests worked by hand."""
+    from llmneo.config import LossConfig
+    from llmneo.losses import LOGITS, LossInputs, build_loss
+
+    config = LossConfig(kind=kind, temperature=temperature, alpha=alpha)
+    loss = build_loss(config.resolved_terms(), temperature)
+    return loss(LossInputs(student, labels, {LOGITS.name: teacher}, temperature=temperature))

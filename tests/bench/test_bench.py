@@ -58,7 +58,7 @@ def test_matmul_peak_is_a_positive_rate_and_restores_the_thread_count():
 def _result(name: str, role: str, backend: str, p50: float, throughput: float, accuracy: float,
             share: float) -> BenchResult:
     return BenchResult(name=name, role=role, backend=backend, precision="int8" if "int8" in name else "fp32",
-                       accuracy=accuracy, f1=accuracy, parameters=10**6, size_mb=4.0, peak_rss_mb=500.0,
+                       accuracy=accuracy, f1_macro=accuracy, parameters=10**6, size_mb=4.0, peak_rss_mb=500.0,
                        model_rss_mb=20.0, latency_p50_ms=p50, latency_p99_ms=2 * p50, throughput=throughput,
                        gflop_per_example=0.1, achieved_gflops=share * 100, peak_share=share)
 

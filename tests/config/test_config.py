@@ -25,10 +25,13 @@ def test_defaults_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("text, overrides, message", [
     (BASE + "studnet: {}\n", [], "studnet: unknown key"),
-    (BASE, ["loss.temperature=hot"], "loss.temperature: Input should be a valid number"),
-    (BASE, ["loss.alpha=1.5"], "loss.alpha: Input should be less than or equal to 1"),
-    (BASE, ["student.lora.rank=4"], "student.lora.rank: unknown key"),
-    (BASE, ["data.labels=[one]"], "data.labels: Value error, needs two or more"),
+    (BASE, ["loss.temperature=hot"], "--set loss.temperature=hot: Input should be a valid number"),
+    (BASE, ["loss.alpha=1.5"], "--set loss.alpha=1.5: Input should be less than or equal to 1"),
+    (BASE, ["student.lora.rank=4"], "--set student.lora.rank=4: unknown key (did you mean student.lora.r?)"),
+    (BASE, ["student.trian.epochs=1"],
+     "--set student.trian.epochs=1: student.trian: unknown key (did you mean student.train.epochs?)"),
+    (BASE, ["data.labels=[one]"], "--set data.labels=[one]: Value error, needs two or more"),
+    (BASE + "studnet: {}\n", [], "studnet: unknown key (did you mean student?)"),
     ("teacher: {name_or_path: t}\n", [], "student: required key is missing"),
     (BASE + "teacher: [\n", [], "invalid YAML"),
 ])
@@ -43,4 +46,4 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "llmneo.cli", "distill", "--config", str(path),
                              "--set", "loss.alpha=2"], capture_output=True, text=True, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {path}: loss.alpha: Input should be less than or equal to 1"]
+    assert result.stderr.strip().splitlines() == ["error: --set loss.alpha=2: Input should be less than or equal to 1"]

@@ -10,7 +10,7 @@ from llmneo.reporting.plots import png_bytes
 def _row(name: str, backend: str, accuracy: float, p50: float, throughput: float, role: str = "student",
          latency_front: bool = False) -> dict:
     return {"name": name, "role": role, "backend": backend, "parameters": 22_700_000, "gflop_per_sentence": 0.5,
-            "weights_mb": 90.9, "accuracy": accuracy, "f1": accuracy, "roc_auc": 0.95, "agreement": 0.97,
+            "weights_mb": 90.9, "accuracy": accuracy, "f1_macro": accuracy, "roc_auc": 0.95, "agreement": 0.97,
             "latency_p50_ms": p50, "throughput": throughput, "train_minutes": None if role == "teacher" else 3.0,
             "frontier_latency": latency_front, "frontier_throughput": False}
 

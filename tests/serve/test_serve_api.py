@@ -120,6 +120,8 @@ def test_threshold_applies_to_p_positive(client: httpx.Client) -> None:
         ({"texts": ["fine"], "calibrate": "yes"}, ["body", "calibrate"]),
         ({"texts": ["fine"], "surprise": 1}, ["body", "surprise"]),
         ({}, ["body", "texts"]),
+        ({"texts": ["fine", ""]}, ["body", "texts", 1]),
+        ({"texts": ["fine", "fine", " \n\t "]}, ["body", "texts", 2]),
     ],
 )
 def test_bad_bodies_get_422_naming_the_field(client: httpx.Client, body: dict, where: list) -> None:
@@ -154,11 +156,31 @@ def test_body_over_the_limit_is_413_by_header_and_by_stream(client: httpx.Client
 
     response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
+    assert response.json()["detail"][0]["type"] == "body_too_large"  # JSON, like every other error
     assert client.get("/health").status_code == 200  # and the server carries on
 
 
+def test_every_error_has_one_json_shape_and_quotes_only_a_prefix(client: httpx.Client) -> None:
+    """400, 404, 405, 413, 415 and 422 all answer {"detail": [{type, loc, msg}]}; a 422 for a long text
+    quotes its first characters, not the whole of it."""
+    answers = {
+        415: client.post("/predict", content=b'{"texts": ["a"]}'),  # no Content-Type
+        404: client.get("/no-such-route"),
+        405: client.get("/predict"),
+        422: client.post("/predict", json={"texts": ["x" * 50_000]}),
+        400: client.post("/predict", content=b"{", headers={"content-type": "application/json"}),
+    }
+    for code, response in answers.items():
+        assert response.status_code == code, (code, response.text[:200])
+        assert response.headers["content-type"].startswith("application/json")
+        items = response.json()["detail"]
+        assert isinstance(items, list) and {"type", "loc", "msg"} <= set(items[0]), (code, items)
+    assert answers[415].json()["detail"][0]["loc"] == ["header", "Content-Type"]
+    assert len(answers[422].content) < 1000 and "50,000 characters" in answers[422].text
+
+
 def test_unicode_emoji_and_whitespace_texts(client: httpx.Client) -> None:
-    texts = ["   ", "\n\t", "", "😀🎬👍", "Très bien, ça m'a plu", "非常好的电影", "a\u0000b", "\U0001f600" * 2000]
+    texts = ["😀🎬👍", "Très bien, ça m'a plu", "非常好的电影", "a\u0000b", "\U0001f600" * 2000, " padded "]
     response = client.post("/predict", json={"texts": texts})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
@@ -257,8 +279,8 @@ def three_class_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import BertConfig, BertForSequenceClassification
 
     from llmneo.modelfolder import load_tokenizer
+    from llmneo.modelfolder.sources import resolve_model_source
     from llmneo.modelfolder.weights import LoadedModel, save_model_folder
-    from llmneo.training.models import resolve_model_source
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

@@ -136,8 +136,8 @@ def test_http_artifacts_present(logged_student, tmp_path):
     plots = {Path(item.path).name for item in client.list_artifacts(child_id, "plots")}
     expected = {"confusion_matrix_student.png", "confusion_matrix_student.json", "roc_curve.png",
                 "reliability_diagram.png", "teacher_vs_student.png", "epoch_vs_step.png",
-                "eval_accuracy_vs_step.png", "eval_f1_vs_step.png", "eval_precision_vs_step.png",
-                "eval_recall_vs_step.png", "eval_loss_vs_step.png", "eval_roc_auc_vs_step.png"}
+                "eval_accuracy_vs_step.png", "eval_f1_macro_vs_step.png", "eval_f1_weighted_vs_step.png",
+                "eval_precision_macro_vs_step.png", "eval_recall_macro_vs_step.png", "eval_loss_vs_step.png", "eval_roc_auc_vs_step.png"}
     assert expected <= plots, expected - plots
     folder = Path(client.download_artifacts(child_id, "plots", str(tmp_path)))
     matrix = json.loads((folder / "confusion_matrix_student.json").read_text())

@@ -12,19 +12,16 @@ from safetensors.torch import load_file
 from transformers import set_seed
 
 from conftest import write_tiny_config
+from llmneo.cache.stage import run_cache_stage
 from llmneo.config import load_config
+from llmneo.distill.stage import run_distill_stage, student_model_config
 from llmneo.inference import Predictor
 from llmneo.inference.export import export_model
 from llmneo.serve.app import create_app
 from llmneo.serve.launch import serve_in_thread
 from llmneo.serve.settings import ServeSettings
+from llmneo.teacher.tune import run_teacher_stage
 from llmneo.training.models import build_model
-from llmneo.training.pipeline import (
-    run_cache_stage,
-    run_distill_stage,
-    run_teacher_stage,
-    student_model_config,
-)
 
 TEXTS = ["a fine , moving film", "dull", "the plot is a mess and the acting is worse than the script"]
 

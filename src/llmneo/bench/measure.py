@@ -36,7 +36,7 @@ class BenchResult:
     backend: str
     precision: str
     accuracy: float
-    f1: float
+    f1_macro: float
     parameters: int
     size_mb: float
     peak_rss_mb: float         # the measuring process's peak, libraries included
@@ -125,10 +125,12 @@ def measure_accuracy_throughput(predictor: Any, spec: ModelSpec, texts: list[str
     from llmneo.inference.export import weights_size
     from llmneo.maths.flops import batches_flops
     from llmneo.maths.metrics import classification_metrics, softmax
+    from llmneo.progress import is_terminal
 
     predictor.predict_logits(texts[:THROUGHPUT_BATCH * 2], batch_size=THROUGHPUT_BATCH)  # warm-up
     inner = predictor.backend
-    with tqdm(total=len(texts), desc=f"{spec.name}: batch {THROUGHPUT_BATCH}", unit="text") as progress:
+    with tqdm(total=len(texts), desc=f"{spec.name}: batch {THROUGHPUT_BATCH}", unit="text",
+              disable=not is_terminal()) as progress:
         counting = predictor.backend = _CountingBackend(inner, progress)
         try:
             start = time.perf_counter()
@@ -138,7 +140,7 @@ def measure_accuracy_throughput(predictor: Any, spec: ModelSpec, texts: list[str
             predictor.backend = inner
     metrics = classification_metrics(np.asarray(labels), softmax(logits))
     flops = batches_flops(_model_config(Path(spec.folder)), counting.shapes)
-    return {"accuracy": metrics["accuracy"], "f1": metrics["f1"], "roc_auc": metrics["roc_auc"],
+    return {"accuracy": metrics["accuracy"], "f1_macro": metrics["f1_macro"], "roc_auc": metrics["roc_auc"],
             "predicted": logits.argmax(axis=1).tolist(), "parameters": _parameters(predictor),
             "size_mb": weights_size(Path(spec.folder)) / 1e6, "peak_rss_mb": _peak_rss_mb(),
             "throughput": len(texts) / seconds, "gflop_per_example": flops / len(texts) / 1e9,
@@ -147,12 +149,12 @@ def measure_accuracy_throughput(predictor: Any, spec: ModelSpec, texts: list[str
 
 def measure_latency(predictor: Any, spec: ModelSpec, texts: list[str]) -> dict[str, float]:
     """Each dev sentence alone, end to end: tokenise, forward, logits back in numpy."""
-    from tqdm import tqdm
+    from llmneo.progress import progress
 
     for text in texts[:10]:  # warm-up: lazy allocations, kernel selection
         predictor.predict_logits([text])
     seconds = []
-    for text in tqdm(texts, desc=f"{spec.name}: batch 1", unit="text"):
+    for text in progress(texts, f"{spec.name}: batch 1", unit="text"):
         start = time.perf_counter()
         predictor.predict_logits([text], batch_size=1)
         seconds.append(time.perf_counter() - start)

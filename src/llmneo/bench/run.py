@@ -34,10 +34,14 @@ ROLES = ("teacher", "student")
 
 
 def _onnx_spec(name: str, role: str, source: Path, folder: Path, quantize: str, data_path: Path,
-               notes: list[str], export_settings: Any = None, max_examples: int | None = None) -> ModelSpec | None:
-    """The exported model at `folder`, exported from `source` first when missing; None when refused."""
+               notes: list[str], export_settings: Any = None, max_examples: int | None = None,
+               made_at: Path | None = None) -> ModelSpec | None:
+    """The exported model at `folder`, or, when missing, one exported from `source` at `made_at` (default:
+    `folder`) first; None when the export is refused."""
     from llmneo.inference.export import ExportRefused, export_model
 
+    if not has_model_folder(folder):
+        folder = made_at or folder
     if not has_model_folder(folder):
         print(f"{folder}: missing, exporting now")
         try:
@@ -50,27 +54,31 @@ def _onnx_spec(name: str, role: str, source: Path, folder: Path, quantize: str, 
 
 
 def model_specs(run_dir: Path, data_path: Path, notes: list[str], export_settings: Any = None,
-                roles: tuple[str, ...] = ROLES, max_examples: int | None = None) -> list[ModelSpec]:
+                roles: tuple[str, ...] = ROLES, max_examples: int | None = None,
+                export_root: Path | None = None) -> list[ModelSpec]:
     """Teacher in torch and ONNX fp32 (the same-backend comparison), student in torch, ONNX fp32 and int8.
 
     `roles` leaves a role out: a sweep measures its teacher once, not beside every student. A missing
-    export is checked against PyTorch on the same first `max_examples` dev texts the models are measured on."""
+    export is checked against PyTorch on the same first `max_examples` dev texts the models are measured on,
+    and written under `export_root` (default: the run folder; `bench --out` keeps every file it makes there)."""
     from llmneo.inference.export import default_export_dir
 
+    root = export_root or run_dir
     specs: list[ModelSpec | None] = []
     teacher = run_dir / "teacher"
     if "teacher" in roles and has_model_folder(teacher):
+        relative = Path("export") / "teacher-onnx-fp32"
         specs += [ModelSpec("teacher torch fp32", "teacher", str(teacher), "torch", "fp32"),
-                  _onnx_spec("teacher onnx fp32", "teacher", teacher, run_dir / "export" / "teacher-onnx-fp32",
-                             "none", data_path, notes, export_settings, max_examples)]
+                  _onnx_spec("teacher onnx fp32", "teacher", teacher, run_dir / relative, "none", data_path, notes,
+                             export_settings, max_examples, made_at=root / relative)]
     elif "teacher" in roles:
         notes.append(f"{teacher}: no teacher model folder, teacher not measured")
     if "student" in roles:
         specs.append(ModelSpec("student torch fp32", "student", str(run_dir / "student"), "torch", "fp32"))
         for quantize, precision in (("none", "fp32"), ("int8", "int8")):
-            specs.append(_onnx_spec(f"student onnx {precision}", "student", run_dir,
-                                    default_export_dir(run_dir, quantize), quantize, data_path, notes,
-                                    export_settings, max_examples))
+            relative = default_export_dir(run_dir, quantize).relative_to(run_dir)
+            specs.append(_onnx_spec(f"student onnx {precision}", "student", run_dir, run_dir / relative, quantize,
+                                    data_path, notes, export_settings, max_examples, made_at=root / relative))
     return [spec for spec in specs if spec is not None]
 
 
@@ -128,7 +136,8 @@ def bench(run_dir: str | Path, data_path: str | Path, out_dir: str | Path | None
     data = read_labeled_head(data_path, read_model_meta(student)["labels"], max_examples)
     texts, labels, count = data.texts, data.labels, len(data)
     notes: list[str] = []
-    specs = model_specs(run_dir, Path(data_path), notes, export_settings, max_examples=max_examples)
+    specs = model_specs(run_dir, Path(data_path), notes, export_settings, max_examples=max_examples,
+                        export_root=out_dir)
     # The peak is measured before and after the models and the better kept: on a shared machine
     # one measurement may fall on a busy moment, and a ceiling set too low flatters every model.
     first_peaks = in_fresh_process(peak_in_child, peak_size, num_threads)

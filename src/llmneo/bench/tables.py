@@ -13,7 +13,7 @@ __all__ = ["bench_figure", "render_markdown"]
 _COLUMNS: list[tuple[str, Callable[[BenchResult], str]]] = [
     ("model", lambda r: r.name),
     ("dev acc", lambda r: f"{r.accuracy:.4f}"),
-    ("dev F1", lambda r: f"{r.f1:.4f}"),
+    ("dev F1 (macro)", lambda r: f"{r.f1_macro:.4f}"),
     ("params (M)", lambda r: f"{r.parameters / 1e6:.2f}"),
     ("weights (MB)", lambda r: f"{r.size_mb:.1f}"),
     ("peak RSS (MB)", lambda r: f"{r.peak_rss_mb:.0f}"),

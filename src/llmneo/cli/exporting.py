@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from llmneo.cli import (
+    MODEL_HELP,
     OptionalConfigOption,
     SetOption,
     app,
@@ -23,8 +24,9 @@ MaxExamplesOption = Annotated[int | None, typer.Option(min=1, help="Use only the
 
 @app.command()
 def export(
-    path: Annotated[Path | None, typer.Argument(
-        help="A run folder (its student is exported) or a model folder (default with --config: its run folder).")] = None,
+    model: Annotated[str | None, typer.Argument(
+        metavar="[MODEL]", help=f"{MODEL_HELP} A run folder's student is exported. Default with --config: its run "
+        "folder.", show_default=False)] = None,
     config: OptionalConfigOption = None,
     set_: SetOption = None,
     format_: Annotated[str | None, typer.Option("--format", help="Export format (onnx; config export.format).")] = None,
@@ -45,17 +47,23 @@ def export(
     """
     from llmneo.config import ExportConfig
     from llmneo.inference.export import ExportRefused, export_model
+    from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
 
-    cfg = load(config, set_) if config else None
+    cfg = load(config, set_, checks="sections") if config else None
     settings = cfg.export if cfg else ExportConfig()
     if format_ is not None and format_ != "onnx":
         fail(f"--format {format_}: only onnx is supported")
-    if path is None:
+    if model is None:
         if cfg is None:
-            fail("export needs PATH or --config")
-        path = cfg.run_dir
+            fail("export needs MODEL or --config")
+        model = str(cfg.run_dir)
+    if model.startswith(MLFLOW_SCHEMES) and out is None:
+        fail(f"export {model}: an MLflow model is exported to --out DIR (its download folder is not yours to write)")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with user_errors():
+        path = fetch_model(model, backend="torch")[0] if model.startswith(MLFLOW_SCHEMES) else Path(model)
+        if not path.exists():
+            raise FileNotFoundError(f"MODEL {model}: no such folder")
         try:
             report = export_model(path, quantize=quantize, out_dir=out, data_path=data, min_agreement=min_agreement,
                                   max_examples=max_examples, opset=opset, settings=settings)
@@ -66,11 +74,15 @@ def export(
 
 @app.command()
 def bench(
-    run_dir: Annotated[Path | None, typer.Argument(help="Run folder (outputs/<name>); or give --config.")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(
+        metavar="[MODEL]", help="A run folder (outputs/<name>): its teacher and student are measured side by side; "
+        "or give --config.", show_default=False)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML naming the run.")] = None,
     set_: SetOption = None,
     data: DevDataOption = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for bench.md/png/json (default: the run folder).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for everything bench writes: bench.md/png/json and any export it makes (default: the run "
+        "folder).")] = None,
     max_examples: MaxExamplesOption = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads at batch 32 (default: all cores).")] = None,
     latency_threads: Annotated[int, typer.Option(min=1, help="Threads at batch 1.")] = 1,
@@ -83,7 +95,7 @@ def bench(
     from llmneo.config import TrackingConfig
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg = load(config, set_) if config else None
+    cfg = load(config, set_, checks="sections") if config else None
     with user_errors():
         folder, dev, cfg = resolve_inputs(run_dir, cfg)
         track = cfg.tracking if cfg else TrackingConfig()

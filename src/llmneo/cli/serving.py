@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from llmneo.cli import (
+    MODEL_HELP,
+    ModelArgument,
     OptionalConfigOption,
     SetOption,
     app,
@@ -47,8 +49,7 @@ NumThreads = Annotated[int | None, typer.Option(
 @app.command()
 def serve(
     model: Annotated[str | None, typer.Argument(
-        help="Run folder, model folder or MLflow URI (models:/name@champion); default with --config: its run folder.")
-    ] = None,
+        metavar="[MODEL]", help=f"{MODEL_HELP} Default with --config: its run folder.", show_default=False)] = None,
     config: OptionalConfigOption = None,
     set_: SetOption = None,
     host: ServeHost = None,
@@ -82,7 +83,7 @@ def serve(
     """
     from llmneo.serve.launch import run_server
 
-    cfg = load(config, set_) if config else None
+    cfg = load(config, set_, checks="sections") if config else None
     if model is None:
         if cfg is None:
             fail("serve needs MODEL or --config")
@@ -99,7 +100,7 @@ def serve(
 
 @app.command("bench-serve")
 def bench_serve(
-    model: Annotated[str, typer.Argument(help="Run folder, model folder or MLflow URI to serve.")],
+    model: ModelArgument,
     clients: Annotated[list[int] | None, typer.Option(
         "--clients", min=1, help="Concurrent clients of each load level (repeatable; default 1, 8, 32).")] = None,
     requests: Annotated[int, typer.Option(min=1, help="Requests per load level of more than one client.")] = 5000,

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from llmneo.cli import ConfigOption, SetOption, app, fail, load, user_errors
+from llmneo.cli import ConfigOption, SetOption, SkipBadRows, app, fail, load, user_errors
 
 
 @app.command()
 def sweep(
     config: ConfigOption,
     set_: SetOption = None,
+    students: Annotated[Path | None, typer.Option(
+        "--students", help="YAML file of students ({students: {NAME: {key: value, ...}}}); default: the shipped six "
+        "(llmneo/experiments/presets/students.yaml): MiniLM-L6 cut to 1, 2, 3, 6 layers, with LoRA, and SmolLM2-135M "
+        "with the reference LoRA recipe.")] = None,
     student: Annotated[list[str] | None, typer.Option(
-        "--student", help="'NAME=key=value ...' or 'NAME: key=value ...', or the NAME of a default student "
-        "(repeatable); default: minilm-l1, -l2, -l3, -l6 (MiniLM-L6 cut to 1, 2, 3, 6 layers), minilm-l6-lora and "
-        "smollm2-lora-r4 (SmolLM2-135M, the reference LoRA recipe).")] = None,
+        "--student", help="'NAME: key=value ...', or the NAME of a student of the students file (repeatable): "
+        "only these.")] = None,
     minutes: Annotated[float | None, typer.Option(min=0.1, help="Wall-clock training cap per student.")] = 10.0,
     cap: Annotated[list[str] | None, typer.Option(
         "--cap", help="'NAME=MINUTES': this student's own cap (repeatable).")] = None,
@@ -32,23 +36,26 @@ def sweep(
         help="Shorthand for --pick max_latency_ms=X (combines with --pick).")] = None,
     promote: Annotated[bool, typer.Option("--promote", help="Register the picked student and make it the "
                                           "registry's champion.")] = False,
+    skip_bad_rows: SkipBadRows = False,
 ) -> None:
     """Several students from one teacher and cache: each trained, benchmarked (torch, ONNX fp32, int8), drawn
     as an accuracy/speed frontier (frontier.png, frontier.md), and optionally one picked for a bar."""
-    from llmneo.bench.sweep import FRONTIER_STUDENTS, parse_cap, parse_student, run_sweep
-    from llmneo.bench.sweep_rows import BenchSettings
+    from llmneo.experiments.arms import load_arms
+    from llmneo.experiments.sweep import parse_cap, parse_student, run_sweep
+    from llmneo.experiments.sweep_rows import BenchSettings
     from llmneo.maths.frontier import parse_pick
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg = load(config, set_)
-    with user_errors():
-        students = dict(parse_student(spec) for spec in student) if student else dict(FRONTIER_STUDENTS)
+    cfg = load(config, set_, skip_bad_rows)
+    with user_errors(resumable=True):
+        defaults = load_arms(students, "students")
+        chosen = dict(parse_student(spec, defaults) for spec in student) if student else defaults
         for spec in cap or []:
-            name, value = parse_cap(spec, students)
-            students[name] = [*students[name], f"student.train.time_limit_minutes={value}"]
+            name, value = parse_cap(spec, chosen)
+            chosen[name] = {**chosen[name], "student.train.time_limit_minutes": value}
         bars = [part for part in (pick, f"max_latency_ms={max_latency_ms}" if max_latency_ms else None) if part]
         rule = parse_pick(",".join(bars)) if bars else None
-        outcome = run_sweep(cfg, students, minutes, fresh, BenchSettings(max_examples, threads, latency_threads),
+        outcome = run_sweep(cfg, chosen, minutes, fresh, BenchSettings(max_examples, threads, latency_threads),
                             rule, promote)
     typer.echo((outcome.run_dir / "frontier.md").read_text())
     typer.echo(f"sweep finished in {outcome.wall_seconds / 60:.1f} min; frontier.png, frontier.md and frontier.json "

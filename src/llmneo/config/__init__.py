@@ -1,6 +1,16 @@
 """One typed, documented config tree for every stage of llmneo (schema, loading, reference page)."""
 
-from llmneo.config.loading import apply_overrides, flatten, load_config, save_config, validate_config
+from llmneo.config.loading import (
+    apply_overrides,
+    apply_settings,
+    config_keys,
+    flatten,
+    load_config,
+    parse_overrides,
+    read_yaml,
+    save_config,
+    validate_config,
+)
 from llmneo.config.schema import (
     CacheConfig,
     Config,
@@ -9,6 +19,7 @@ from llmneo.config.schema import (
     ExportConfig,
     LoraSettings,
     LossConfig,
+    LossTermSettings,
     ModelConfig,
     ServeConfig,
     StudentConfig,
@@ -26,6 +37,7 @@ __all__ = [
     "ExportConfig",
     "LoraSettings",
     "LossConfig",
+    "LossTermSettings",
     "ModelConfig",
     "ServeConfig",
     "StudentConfig",
@@ -33,9 +45,13 @@ __all__ = [
     "TrackingConfig",
     "TrainSettings",
     "apply_overrides",
+    "apply_settings",
+    "config_keys",
     "default_data_dir",
     "flatten",
     "load_config",
+    "parse_overrides",
+    "read_yaml",
     "save_config",
     "validate_config",
 ]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from llmneo.config import DataConfig
+from llmneo.data.errors import DataError
+from llmneo.data.files import RowProblem, columns_of, file_format, lookup, read_records
 
 __all__ = [
     "BadRow",
@@ -24,6 +25,7 @@ __all__ = [
     "DataSplits",
     "LabeledTexts",
     "describe_bad_rows",
+    "fingerprint",
     "load_splits",
     "read_labeled_file",
     "read_labeled_head",
@@ -31,8 +33,19 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
-    """A bad row or file, phrased with its file and line."""
+def fingerprint(texts: Sequence[str], labels: Sequence[int] | None = None) -> str:
+    """A short content hash of texts (and their labels): what cache keys and reuse checks compare.
+
+    The one owner of this hash: a labelled set hashes `label<TAB>text` lines, an unlabelled one `text`
+    lines, so the digests of existing caches stay valid."""
+    digest = hashlib.sha256()
+    if labels is None:
+        for text in texts:
+            digest.update(f"{text}\n".encode())
+    else:
+        for text, label in zip(texts, labels):
+            digest.update(f"{label}\t{text}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -49,21 +62,19 @@ class LabeledTexts:
     lines: list[int] = field(default_factory=list)  # where each row came from, for error messages
     bad_rows: list[BadRow] = field(default_factory=list)
     dropped_for_validation: int = 0  # rows left out because a validation row contains them (data.validation)
+    unlabelled: list[str] = field(default_factory=list)  # rows with an empty label: text for the transfer set
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def fingerprint(self) -> str:
         """Content hash of texts and labels: the cache key's view of the data."""
-        digest = hashlib.sha256()
-        for text, label in zip(self.texts, self.labels):
-            digest.update(f"{label}\t{text}\n".encode())
-        return digest.hexdigest()[:16]
+        return fingerprint(self.texts, self.labels)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> LabeledTexts:
         return LabeledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices], self.source,
                             [self.lines[i] for i in indices] if self.lines else [], self.bad_rows,
-                            self.dropped_for_validation)
+                            self.dropped_for_validation, self.unlabelled)
 
 
 @dataclass
@@ -80,7 +91,7 @@ class DataSplits:
 
 def _parse_label(raw: object, label_names: list[str]) -> int:
     """An integer id or a label name; raises ValueError naming what is wrong."""
-    if raw is None or (isinstance(raw, str) and raw.strip() == "") or (isinstance(raw, float) and np.isnan(raw)):
+    if _is_missing(raw):
         raise ValueError("missing label")
     if isinstance(raw, str) and raw.strip() in label_names:
         return label_names.index(raw.strip())
@@ -93,95 +104,47 @@ def _parse_label(raw: object, label_names: list[str]) -> int:
     return int(as_float)
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) per line; text is None where the bytes are not UTF-8."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                yield number, None
+def _is_missing(raw: object) -> bool:
+    return raw is None or (isinstance(raw, str) and raw.strip() == "") or (isinstance(raw, float) and np.isnan(raw))
 
 
-def _rows_delimited(path: Path, delimiter: str, text_column: str, label_column: str):
-    """(line, text, label, problem) per data row of a TSV/CSV file with a header."""
-    lines = _decoded_lines(path)
-    header_line, header = next(lines, (1, None))
-    if header is None:
-        raise DataError(f"{path}:{header_line}: missing or undecodable header")
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    columns = next(csv.reader([header], delimiter=delimiter, quoting=quoting))
-    for name in (text_column, label_column):
-        if name not in columns:
-            raise DataError(f"{path}:{header_line}: no column {name!r} in header {columns}")
-    text_at, label_at = columns.index(text_column), columns.index(label_column)
-    for number, line in lines:
-        if line is None:
-            yield number, None, None, "undecodable bytes (not UTF-8)"
-            continue
-        if line.strip() == "":
-            yield number, None, None, "empty line"
-            continue
-        fields = next(csv.reader([line], delimiter=delimiter, quoting=quoting))
-        if len(fields) != len(columns):
-            yield number, None, None, f"{len(fields)} columns, expected {len(columns)}"
-            continue
-        yield number, fields[text_at], fields[label_at], None
+def _check_columns(path: Path, text_column: str, label_column: str) -> None:
+    """A table without the named columns is refused at once, naming what it has (JSONL rows are checked one
+    by one: their keys may differ)."""
+    if file_format(path) in ("tsv", "csv", "parquet"):
+        columns = columns_of(path, sample=1) if file_format(path) == "parquet" else _header(path)
+        for name in (text_column, label_column):
+            if name not in columns:
+                raise DataError(f"{path}:1: no column {name!r} in {columns}")
 
 
-def _rows_jsonl(path: Path, text_column: str, label_column: str):
-    for number, line in _decoded_lines(path):
-        if line is None:
-            yield number, None, None, "undecodable bytes (not UTF-8)"
-            continue
-        if not line.strip():
-            continue  # blank lines separate nothing in JSONL; they are not rows
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield number, None, None, f"invalid JSON ({error.msg})"
-            continue
-        if not isinstance(record, dict):
-            yield number, None, None, "not a JSON object"
-            continue
-        yield number, record.get(text_column), record.get(label_column), None
-
-
-def _rows_parquet(path: Path, text_column: str, label_column: str):
-    import pandas as pd
-
-    frame = pd.read_parquet(path)
-    for name in (text_column, label_column):
-        if name not in frame.columns:
-            raise DataError(f"{path}: no column {name!r} in {list(frame.columns)}")
-    for number, (text, label) in enumerate(zip(frame[text_column], frame[label_column]), start=1):
-        yield number, text, label, None
-
-
-def _rows(path: Path, text_column: str, label_column: str):
-    suffix = path.suffix.lower()
-    if suffix in (".tsv", ".txt"):
-        return _rows_delimited(path, "\t", text_column, label_column)
-    if suffix == ".csv":
-        return _rows_delimited(path, ",", text_column, label_column)
-    if suffix in (".jsonl", ".json"):
-        return _rows_jsonl(path, text_column, label_column)
-    if suffix in (".parquet", ".pq"):
-        return _rows_parquet(path, text_column, label_column)
-    raise DataError(f"{path}: unknown file type {suffix!r} (expected .tsv, .csv, .jsonl or .parquet)")
+def _header(path: Path) -> list[str]:
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        first = handle.readline().rstrip("\r\n")
+    return first.split("\t") if file_format(path) == "tsv" else next(csv.reader([first]), [])
 
 
 def read_labeled_file(path: str | Path, labels: list[str], text_column: str = "sentence",
-                      label_column: str = "label", skip_bad_rows: bool = False) -> LabeledTexts:
-    """Read and check every row; bad rows raise DataError, or are kept aside when `skip_bad_rows`."""
+                      label_column: str = "label", skip_bad_rows: bool = False,
+                      unlabelled_ok: bool = False) -> LabeledTexts:
+    """Read and check every row; bad rows raise DataError, or are kept aside when `skip_bad_rows`.
+
+    `unlabelled_ok` (a training file): a row whose label is empty is unlabelled text, kept in `unlabelled`
+    for the transfer set, not an error."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    _check_columns(path, text_column, label_column)
     result = LabeledTexts([], [], str(path))
-    for number, text, raw_label, problem in _rows(path, text_column, label_column):
+    for number, record in read_records(path):
+        problem = record.reason if isinstance(record, RowProblem) else None
         if problem is None:
+            text, raw_label = lookup(record, text_column), lookup(record, label_column)
             if not isinstance(text, str) or not text.strip():
-                problem = "empty text"
+                problem = "empty text" if isinstance(text, str) or text is None else f"text {text!r} is not a string"
+            elif unlabelled_ok and _is_missing(raw_label):
+                result.unlabelled.append(text.strip())
+                continue
             else:
                 try:
                     label = _parse_label(raw_label, labels)
@@ -239,9 +202,13 @@ def load_splits(cfg: DataConfig, max_train_samples: int | None = None) -> DataSp
             train_path, dev_path = Path(cfg.glue_dir) / "train.tsv", Path(cfg.glue_dir) / "dev.tsv"
         else:
             train_path, dev_path = cfg.train_file, cfg.eval_file
-        read = lambda path: read_labeled_file(path, cfg.labels, cfg.text_column, cfg.label_column,
-                                              cfg.skip_bad_rows) if path else LabeledTexts([], [], "none")
-        splits = DataSplits(read(train_path), read(dev_path))
+        def read(path, unlabelled_ok: bool) -> LabeledTexts:
+            if not path:
+                return LabeledTexts([], [], "none")
+            return read_labeled_file(path, cfg.labels, cfg.text_column, cfg.label_column, cfg.skip_bad_rows,
+                                     unlabelled_ok)
+
+        splits = DataSplits(read(train_path, True), read(dev_path, False))
     validation = None
     if cfg.validation_size:
         from llmneo.data.validation import carve_validation

@@ -20,6 +20,7 @@ import numpy as np
 from llmneo.inference.tokenizer import JsonTokenizer
 from llmneo.maths.decide import Prediction, decide, softmax
 from llmneo.modelfolder import load_tokenizer, read_model_meta, resolve_model_dir
+from llmneo.progress import progress as show_progress
 
 __all__ = ["Backend", "Predictor"]
 
@@ -54,7 +55,9 @@ def _load_backend(folder: Path, meta: dict[str, Any], backend: str, device: str,
     stored = meta.get("backend", "torch")
     wanted = stored if backend == "auto" else backend
     if wanted != stored:
-        raise ValueError(f"{folder}: holds a {stored} model, backend {wanted!r} was asked for")
+        hint = (f"; give the run folder after `llmneo export`, or an export folder ({folder.parent}/export/...)"
+                if wanted == "onnx" else "; give the run folder or its student/ for the torch model")
+        raise ValueError(f"{folder}: holds a {stored} model, backend {wanted!r} was asked for{hint}")
     if wanted == "onnx":
         from llmneo.inference.onnx_backend import OnnxBackend
 
@@ -146,9 +149,7 @@ class Predictor:
         logits = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         passes = _forward_passes([len(row) for row in rows], batch_size, max_batch_tokens)
         if progress:
-            from tqdm.auto import tqdm
-
-            passes = tqdm(passes, desc=progress, unit="batch")
+            passes = show_progress(passes, progress, unit="batch")
         for index in passes:
             logits[index] = self.backend.logits(self.pad([rows[i] for i in index]))
         return logits

@@ -19,26 +19,30 @@ __all__ = [
     "expected_calibration_error",
     "fit_temperature",
     "negative_log_likelihood",
+    "per_class_metrics",
     "reliability_bins",
     "softmax",
 ]
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """accuracy, precision, recall, f1 (positive class for 2 labels, macro otherwise), ROC-AUC, n.
+    """accuracy; precision, recall and F1 averaged over the classes (`_macro`: each class alike) and F1 weighted
+    by class support (`f1_weighted`); ROC-AUC; n.
 
-    ROC-AUC is one-vs-rest macro for more than two classes, and NaN when dev holds one class only
-    (it is undefined there, and a made-up number would mislead).
+    Named by their average, never a bare "F1": on six unbalanced classes macro and weighted F1 differ by
+    points, and for two classes the positive class's F1 is neither. ROC-AUC is P(positive) for two classes,
+    one-vs-rest macro for more, and NaN when the labels hold one class only (undefined there; a made-up
+    number would mislead).
     """
     labels = np.asarray(labels)
     probs = np.asarray(probs)
     num_classes = probs.shape[1]
     preds = probs.argmax(axis=1)
-    average = "binary" if num_classes == 2 else "macro"
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, preds, average=average, labels=list(range(num_classes)) if average == "macro" else None,
-        zero_division=0,
-    )
+    classes = list(range(num_classes))
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, average="macro", labels=classes,
+                                                               zero_division=0)
+    _, _, f1_weighted, _ = precision_recall_fscore_support(labels, preds, average="weighted", labels=classes,
+                                                           zero_division=0)
     present = np.unique(labels)
     if len(present) < 2:
         roc_auc = float("nan")
@@ -46,8 +50,18 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
         roc_auc = roc_auc_score(labels, probs[:, 1])
     else:
         roc_auc = roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(num_classes)))
-    return {"accuracy": float(accuracy_score(labels, preds)), "precision": float(precision),
-            "recall": float(recall), "f1": float(f1), "roc_auc": float(roc_auc), "n": len(labels)}
+    return {"accuracy": float(accuracy_score(labels, preds)), "precision_macro": float(precision),
+            "recall_macro": float(recall), "f1_macro": float(f1), "f1_weighted": float(f1_weighted),
+            "roc_auc": float(roc_auc), "n": len(labels)}
+
+
+def per_class_metrics(labels: np.ndarray, preds: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of every class, by name: the truth a macro average hides (a class
+    of 9 dev rows weighs as much as one of 138 in macro F1, and nothing at all in accuracy)."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        np.asarray(labels), np.asarray(preds), labels=list(range(len(names))), average=None, zero_division=0)
+    return {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])} for i, name in enumerate(names)}
 
 
 def confusion(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> list[list[int]]:

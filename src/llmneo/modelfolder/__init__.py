@@ -25,6 +25,7 @@ __all__ = [
     "load_tokenizer",
     "read_model_meta",
     "resolve_model_dir",
+    "serving_folder",
     "write_model_meta",
 ]
 
@@ -84,3 +85,19 @@ def load_tokenizer(source: str | Path, gguf_file: str | None = None) -> Any:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def serving_folder(path: Path, backend: str = "auto") -> Path:
+    """The folder to serve for `path`: a model folder as is; for a run folder, by `backend`:
+    auto: the checked int8 export, else the checked fp32 one, else the student; onnx: an export or an
+    error; torch: the student."""
+    if has_model_folder(path) or backend == "torch":
+        return resolve_model_dir(path)
+    for relative in EXPORT_DIRS.values():
+        folder = path / relative
+        if has_model_folder(folder) and export_passed(read_model_meta(folder)):
+            return folder
+    if backend == "onnx":
+        raise FileNotFoundError(f"{path}: no ONNX export that passed its agreement check in "
+                                f"{' or '.join(EXPORT_DIRS.values())}; run `llmneo export {path} --quantize int8`")
+    return resolve_model_dir(path)

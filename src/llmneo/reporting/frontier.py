@@ -32,7 +32,7 @@ FRONTIER_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("GFLOP/sentence", lambda r: f"{r['gflop_per_sentence']:.3f}"),
     ("weights (MB)", lambda r: f"{r['weights_mb']:.1f}"),
     ("dev acc", lambda r: f"{r['accuracy']:.4f}"),
-    ("F1", lambda r: f"{r['f1']:.4f}"),
+    ("F1 (macro)", lambda r: f"{r['f1_macro']:.4f}"),
     ("ROC-AUC", lambda r: f"{r['roc_auc']:.4f}"),
     ("agreement", lambda r: f"{r['agreement']:.4f}"),
     ("p50 ms (b=1)", lambda r: f"{r['latency_p50_ms']:.2f}"),

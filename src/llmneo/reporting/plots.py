@@ -35,9 +35,10 @@ __all__ = [
 STEP_METRICS: dict[str, tuple[str, str]] = {
     "epoch": ("epoch_vs_step", "epoch"),
     "eval_accuracy": ("eval_accuracy_vs_step", "accuracy"),
-    "eval_f1": ("eval_f1_vs_step", "F1"),
-    "eval_precision": ("eval_precision_vs_step", "precision"),
-    "eval_recall": ("eval_recall_vs_step", "recall"),
+    "eval_f1_macro": ("eval_f1_macro_vs_step", "F1 (macro)"),
+    "eval_f1_weighted": ("eval_f1_weighted_vs_step", "F1 (weighted)"),
+    "eval_precision_macro": ("eval_precision_macro_vs_step", "precision (macro)"),
+    "eval_recall_macro": ("eval_recall_macro_vs_step", "recall (macro)"),
     "eval_loss": ("eval_loss_vs_step", "loss"),
     "eval_roc_auc": ("eval_roc_auc_vs_step", "ROC-AUC"),
 }

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from llmneo.inference import Predictor
 from llmneo.serve.errors import http_error_handler, validation_error_handler
 from llmneo.serve.metrics import ServeMetrics
-from llmneo.serve.middleware import MetricsMiddleware
+from llmneo.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
 from llmneo.serve.model_source import folder_version
 from llmneo.serve.routes import health, metrics, web
 from llmneo.serve.routes.predict import predict_router
@@ -68,8 +68,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             await service.shutdown()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the package, not from a CDN
-    app = FastAPIOffline(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan,
-                         max_body_size=settings.max_body_bytes)  # 413 on Content-Length or on bytes received
+    app = FastAPIOffline(title="llmneo", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.state.settings = settings
@@ -78,6 +77,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     app.include_router(health.router)
     app.include_router(predict_router(settings))
     app.include_router(metrics.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # 413 as JSON, counted by metrics
     app.add_middleware(MetricsMiddleware, metrics=serve_metrics)
     return app
 

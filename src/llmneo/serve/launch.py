@@ -23,7 +23,7 @@ import httpx
 
 from llmneo.inference.cores import available_cores
 from llmneo.modelfolder import read_model_meta
-from llmneo.serve.model_source import MLFLOW_SCHEMES, fetch_model
+from llmneo.serve.model_source import MLFLOW_SCHEMES, check_mlflow_source, fetch_model
 from llmneo.serve.service import backend_label
 from llmneo.serve.settings import ServeSettings
 
@@ -56,7 +56,9 @@ def run_server(settings: ServeSettings, workers: int = 1, access_log: bool = Fal
 
     if workers > 1 and settings.num_threads is None:
         settings = settings.model_copy(update={"num_threads": max(1, available_cores() // workers)})
-    if not settings.model.startswith(MLFLOW_SCHEMES):
+    if settings.model.startswith(MLFLOW_SCHEMES):
+        check_mlflow_source(settings.model, settings.mlflow_tracking_uri)  # a wrong name: one line, no startup
+    else:
         folder, _ = fetch_model(settings.model, backend=settings.backend)  # FileNotFoundError naming the path
         threads = settings.num_threads or available_cores()
         print(f"INFO:     llmneo serve: {folder} ({backend_label(read_model_meta(folder))} backend), "

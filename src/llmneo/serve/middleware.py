@@ -1,8 +1,8 @@
-"""ASGI middleware counting and timing every request for Prometheus.
+"""ASGI middleware: counting and timing every request for Prometheus, and the body size limit.
 
-Plain ASGI (not BaseHTTPMiddleware) so it sees every request, including the ones FastAPI answers
-with an error before a route runs, and adds no task switching to the hot path. The body size limit
-is FastAPI's own (`FastAPI(max_body_size=...)`), which raises its 413 through this middleware.
+Plain ASGI (not BaseHTTPMiddleware) so they see every request, including the ones FastAPI answers
+with an error before a route runs, and add no task switching to the hot path. The body limit is ours
+rather than Starlette's, whose 413 is plain text: here it is the JSON every other error is.
 """
 
 from __future__ import annotations
@@ -10,11 +10,45 @@ from __future__ import annotations
 import time
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmneo.serve.errors import error_body
 from llmneo.serve.metrics import ServeMetrics
 
-__all__ = ["MetricsMiddleware"]
+__all__ = ["BodyLimitMiddleware", "MetricsMiddleware"]
+
+
+class BodyLimitMiddleware:
+    """413, in the API's JSON error shape, for a body over `max_bytes`: at once when Content-Length says so,
+    else as soon as the bytes received pass the limit (the route's body parsing then stops)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"the body is over the limit of {self.max_bytes:,} bytes (LLMNEO_MAX_BODY_BYTES)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse(error_body(413, self._message()), status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class MetricsMiddleware:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, create_model
+
+from llmneo.inference.texts import NOT_BLANK_PATTERN, check_text
 
 __all__ = [
+    "ErrorItem",
     "ErrorResponse",
     "HealthResponse",
     "InfoResponse",
@@ -49,9 +52,17 @@ class PredictRequest(BaseModel):
     )
 
 
+def _not_blank(text: str) -> str:
+    if (problem := check_text(text, max_chars=len(text) or 1)) is not None:
+        raise ValueError(problem)  # 422 with loc ["body", "texts", <index>]
+    return text
+
+
 def predict_request_model(max_texts: int, max_text_chars: int) -> type[PredictRequest]:
-    """A PredictRequest whose `texts` carries this server's limits (count and characters per text)."""
-    text = Annotated[StrictStr, Field(max_length=max_text_chars)]
+    """A PredictRequest whose `texts` carries this server's limits (count and characters per text); a blank
+    text is refused as the CLI refuses it (`llmneo.inference.texts`), naming its index."""
+    text = Annotated[StrictStr, Field(max_length=max_text_chars, json_schema_extra={"pattern": NOT_BLANK_PATTERN}),
+                     AfterValidator(_not_blank)]  # the pattern tells clients (and fuzzers) what _not_blank checks
     texts_field: Any = (
         list[text],  # type: ignore[valid-type]
         Field(..., min_length=1, max_length=max_texts, description=PredictRequest.model_fields["texts"].description),
@@ -72,14 +83,9 @@ class PredictResponse(BaseModel):
     latency_ms: float = Field(..., description="Server-side time for this request, queueing included.")
 
 
-class ErrorResponse(BaseModel):
-    """The body of 401, 413 and 503 answers."""
-
-    detail: str
-
-
-class ValidationErrorItem(BaseModel):
-    """One problem with a request, as FastAPI reports it; `loc` names the field (or the byte offset)."""
+class ErrorItem(BaseModel):
+    """One problem with a request, as FastAPI reports validation errors; `loc` names the field (or the byte
+    offset, or the header); `input` quotes at most the first 80 characters of what was sent."""
 
     type: str
     loc: list[str | int]
@@ -88,10 +94,13 @@ class ValidationErrorItem(BaseModel):
     ctx: dict[str, Any] | None = None
 
 
-class ValidationErrorResponse(BaseModel):
-    """The body of 400 (unparsable JSON) and 422 (a field that breaks the schema or the model's abilities)."""
+class ErrorResponse(BaseModel):
+    """The body of every error answer (400, 401, 404, 405, 413, 415, 422, 503): one shape for all."""
 
-    detail: list[ValidationErrorItem]
+    detail: list[ErrorItem]
+
+
+ValidationErrorResponse = ErrorResponse  # 400 and 422 answers, under the name their OpenAPI entries used
 
 
 class HealthResponse(BaseModel):

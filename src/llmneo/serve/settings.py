@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llmneo.inference.texts import MAX_TEXT_CHARS
+
 __all__ = ["ServeSettings"]
 
 
@@ -40,7 +42,7 @@ class ServeSettings(BaseSettings):
 
     max_texts: int = Field(64, gt=0, description="Most texts in one /predict request.")
     max_text_chars: int = Field(
-        2000, gt=0, description="Longest accepted text in characters; longer texts are rejected, not cut."
+        MAX_TEXT_CHARS, gt=0, description="Longest accepted text in characters; longer texts are rejected, not cut."
     )
     max_body_bytes: int = Field(
         2_000_000,

@@ -1,2 +1,3 @@
-"""Training: models (``models``), the Trainer (``trainer``), the teacher and its logit cache
-(``teacher``, ``cache``), distributed helpers (``distributed``) and the recipe (``pipeline``)."""
+"""The training engine the teacher and distill stages share: building and adapting models (``models``),
+the Trainer and its batches (``trainer``, ``batches``, ``callbacks``), distributed helpers
+(``distributed``) and what every stage does alike (``stage``)."""

@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import TrainerCallback
 
 __all__ = [
     "COMPLETE_MARKER",
     "CheckpointCompleteMarker",
-    "DevLogitsByStep",
+    "ProgressLines",
     "TimeBudgetSchedule",
     "WallClockLimit",
     "budget_clock",
@@ -55,29 +54,34 @@ def budget_clock(kind: str) -> Callable[[], float]:
     return lambda: time.process_time() / threads
 
 
-class DevLogitsByStep(TrainerCallback):
-    """The dev logits and loss of every evaluation, by step. Training ends with the weights of an evaluated
-    step (the last: Trainer evaluates the final step; or, with keep_best, the best), so the final report
-    can reuse that evaluation rather than pass over dev again: for a 110M teacher on CPU, 12 s a stage."""
+class ProgressLines(TrainerCallback):
+    """Training progress as plain lines for a log (stderr not a terminal, where tqdm's bar would redraw itself
+    into kilobytes of carriage returns): a line at most every `every_s` seconds, and one per evaluation."""
 
-    def __init__(self):
-        self.by_step: dict[int, tuple[np.ndarray, float | None]] = {}
-        self._pending: np.ndarray | None = None
+    def __init__(self, role: str, every_s: float = 30.0):
+        self.role, self.every_s = role, every_s
+        self.started = self.last = 0.0
 
-    def record(self, logits: np.ndarray) -> None:
-        """Called by compute_metrics, which does not know the step; on_evaluate, next, does."""
-        self._pending = logits
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self._pending is not None:
-            self.by_step[state.global_step] = (self._pending, (metrics or {}).get("eval_loss"))
-            self._pending = None
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.last = time.monotonic()
         return control
 
-    def final(self, state, keep_best: bool) -> tuple[np.ndarray, float | None] | None:
-        """Dev logits and loss of the weights training ended with, if this process evaluated them."""
-        step = state.best_global_step if keep_best and state.best_global_step else state.global_step
-        return self.by_step.get(step)
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        now = time.monotonic()
+        if "loss" in (logs or {}) and now - self.last >= self.every_s:
+            self.last = now
+            done, total = state.global_step, state.max_steps
+            elapsed = now - self.started
+            left = f", about {elapsed / max(done, 1) * (total - done) / 60:.1f} min left" if total > done else ""
+            print(f"[{self.role}] step {done:,}/{total:,} ({done / max(total, 1):.0%}), loss {logs['loss']:.4f}, "
+                  f"{elapsed / 60:.1f} min{left}", flush=True)
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        figures = ", ".join(f"{key.removeprefix('eval_')} {value:.4f}" for key, value in (metrics or {}).items()
+                            if key in ("eval_accuracy", "eval_f1_macro", "eval_agreement"))
+        print(f"[{self.role}] step {state.global_step:,}: {figures}", flush=True)
+        return control
 
 
 class WallClockLimit(TrainerCallback):

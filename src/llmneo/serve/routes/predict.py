@@ -9,7 +9,7 @@ FastAPI must see the per-app model object, not its name.)
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
 from llmneo.serve.batching import BatcherClosed, QueueFull
 from llmneo.serve.routes.deps import ServiceDep, api_key_dependencies, unavailable, unavailable_response
@@ -33,6 +33,7 @@ def _responses(with_key: bool) -> dict[int | str, dict[str, Any]]:
         200: {"description": "One result per text, in the order sent.", "headers": _REQUEST_ID},
         400: {"model": ValidationErrorResponse, "description": "The body is not valid JSON (`loc` gives the offset)."},
         413: {"model": ErrorResponse, "description": "The body is over the size limit."},
+        415: {"model": ErrorResponse, "description": "The body is not sent as JSON (Content-Type: application/json)."},
         422: {"model": ValidationErrorResponse,
               "description": "A field breaks the schema, or calibrate/threshold that this model cannot honour."},
         503: unavailable_response("Overloaded (too many texts queued), loading or draining: retry later."),
@@ -43,13 +44,22 @@ def _responses(with_key: bool) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+def require_json(request: Request) -> None:
+    """415 for a body not sent as JSON: without this check it is parsed anyway and fails as a puzzling 422."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"send the body as JSON with 'Content-Type: application/json' (got "
+                            f"{content_type or 'no Content-Type'})")
+
+
 def predict_router(settings: ServeSettings) -> APIRouter:
     """The /predict route, validating bodies against `settings`' limits."""
     router = APIRouter(tags=["predict"])
     request_model = predict_request_model(settings.max_texts, settings.max_text_chars)
 
     @router.post("/predict", response_model=PredictResponse, responses=_responses(settings.api_key is not None),
-                 dependencies=api_key_dependencies(settings))
+                 dependencies=[*api_key_dependencies(settings), Depends(require_json)])
     async def predict(
         body: request_model,  # type: ignore[valid-type]
         service: ServiceDep,

@@ -1,0 +1,1 @@
+"""The distill stage: the student learns from the cached teacher signals and the gold labels."""

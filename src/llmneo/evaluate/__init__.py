@@ -1,0 +1,1 @@
+"""The evaluate stage: teacher and student side by side on dev (quality, size, speed)."""
