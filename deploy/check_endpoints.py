@@ -57,19 +57,13 @@ def _json(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def wait_for(url: str, timeout_s: float) -> float:
-    """Poll `url` until it answers 200; return the seconds waited. Connection errors mean 'not yet'."""
-    start = time.monotonic()
-    last_error = "no answer"
-    while time.monotonic() - start < timeout_s:
-        try:
-            status, payload = _request(url, timeout=5)
-            if status == 200:
-                return time.monotonic() - start
-            last_error = f"HTTP {status}: {payload[:200]!r}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-            last_error = str(error)
-        time.sleep(1)
-    raise CheckFailed(f"{url} not ready after {timeout_s:.0f} s (last: {last_error})")
+    """Poll `url` until it answers 200; return the seconds waited (the project's one polling loop)."""
+    from llmneo.serve.launch import wait_healthy
+
+    try:
+        return wait_healthy(url, timeout_s=timeout_s, path="")
+    except TimeoutError as error:
+        raise CheckFailed(str(error)) from None
 
 
 def check_predictions(results: list[dict[str, Any]], expected_probs: list[list[float]], labels: list[str]) -> None:

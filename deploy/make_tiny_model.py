@@ -25,8 +25,8 @@ def make_tiny_model(folder: Path) -> Path:
 
     from llmneo.maths.params import count_parameters
     from llmneo.modelfolder import load_tokenizer
-    from llmneo.modelfolder.weights import LoadedModel, save_model_folder
     from llmneo.modelfolder.sources import resolve_model_source
+    from llmneo.modelfolder.weights import LoadedModel, save_model_folder
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

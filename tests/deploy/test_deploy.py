@@ -15,7 +15,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -25,7 +24,8 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import PROJECT_ROOT, free_port
+from conftest import PROJECT_ROOT
+from llmneo.serve.launch import free_port, wait_healthy
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
@@ -77,18 +77,6 @@ def compose_schema() -> dict:
     """The compose specification's schema, as vendored by check-jsonschema from compose-spec/compose-spec."""
     vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
     return json.loads((vendor / "compose-spec.json").read_text())
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout_s: float) -> tuple[int, bytes]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server exited early with {process.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read()
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -178,8 +166,7 @@ def test_image_command_and_health_check_run_outside_a_container(tmp_path, tiny_m
     server = subprocess.Popen([BIN / command[0], *command[1:]], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        status, _ = wait_http(f"http://127.0.0.1:{port}/health", server, timeout_s=120)
-        assert status == 200
+        wait_healthy(f"http://127.0.0.1:{port}", lambda: server.poll() is None, timeout_s=120)
         assert subprocess.run(health_command, check=False, env=env, timeout=30).returncode == 0
         request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", method="POST",
                                          data=json.dumps({"texts": ["I loved the film!"]}).encode(),
@@ -204,8 +191,7 @@ def test_mlflow_ui_command_runs_outside_a_container(tmp_path):
     server = subprocess.Popen([BIN / command[0], *command[1:]], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        status, _ = wait_http(f"http://127.0.0.1:{port}/health", server, timeout_s=120)
-        assert status == 200
+        wait_healthy(f"http://127.0.0.1:{port}", lambda: server.poll() is None, timeout_s=120)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
             assert b"MLflow" in response.read()
     finally:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,17 +37,12 @@ def _clean_env() -> dict[str, str]:
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"mlflow server did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+    from llmneo.serve.launch import wait_healthy
+
+    try:
+        wait_healthy(url, lambda: process.poll() is None, timeout)
+    except (RuntimeError, TimeoutError) as error:
+        raise RuntimeError(f"mlflow server: {error}:\n{log.read_text()[-3000:]}") from None
 
 
 @pytest.fixture(scope="session")
@@ -402,14 +396,22 @@ def test_mlflow_models_serve_answers_with_the_champion(logged_student, tmp_path)
 
 
 def _wait_at_ping(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"mlflow models serve did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+    from llmneo.serve.launch import wait_healthy
+
+    try:
+        wait_healthy(url, lambda: process.poll() is None, timeout, path="/ping")
+    except (RuntimeError, TimeoutError) as error:
+        raise RuntimeError(f"mlflow models serve: {error}:\n{log.read_text()[-3000:]}") from None
+
+
+@pytest.mark.slow
+def test_the_same_weights_logged_again_get_no_new_version(logged_student):
+    """A student logged again unchanged (distilled once more with the same recipe, or a stage re-run) points
+    at the version that holds its weights; a changed model gets a version of its own."""
+    config, client = logged_student.config, logged_student.client
+    name = config.tracking.registered_model_name
+    before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    with tracking.stage_run(config, "student") as again:
+        tracking.log_stage_outputs(again, logged_student.run_dir)
+    assert {v.version for v in client.search_model_versions(f"name = '{name}'")} == before
+    assert client.get_run(again.run_id).data.tags["llmneo.registered_model"] == f"{name}/{max(before, key=int)}"

@@ -49,7 +49,8 @@ def test_two_gloo_processes_build_the_same_cache_and_train_a_student(tmp_path, t
 
 
 def _free_port():
-    from conftest import free_port
+    from llmneo.serve.launch import free_port
+
     return free_port()
 
 

@@ -170,9 +170,8 @@ def _promote(tracker: Any, config: Config, folder: Path) -> str:
 
     if not isinstance(tracker, MlflowTracker):
         raise ConfigError("--promote: tracking.enabled is false, and the registry lives in MLflow")
-    info = log_student_model(tracker, folder)
-    return set_alias(tracker.client, config.tracking.registered_model_name, str(info.registered_model_version),
-                   CHAMPION)
+    version = log_student_model(tracker, folder)
+    return set_alias(tracker.client, config.tracking.registered_model_name, version, CHAMPION)
 
 
 def _write(config: Config, outcome: SweepOutcome, setup: dict[str, Any], students: dict[str, dict[str, Any]]) -> None:

@@ -33,6 +33,7 @@ from llmneo.reporting import plots
 from llmneo.reporting.frontier import frontier_figure, frontier_table
 
 __all__ = [
+    "read_json",
     "ReportError",
     "RunOutputs",
     "confident_errors",
@@ -86,7 +87,9 @@ class RunOutputs:
         return sorted(found, key=lambda name: (_MODEL_ORDER.index(name) if name in _MODEL_ORDER else 9, name))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A run folder's JSON file (metrics.json, summary.json, a model's meta), or None when absent; the one
+    reader of them (the report, the registry)."""
     if not path.is_file():
         return None
     try:
@@ -124,12 +127,12 @@ def read_run_folder(run_dir: str | Path) -> RunOutputs:
     outputs = RunOutputs(
         run_dir=run_dir,
         config=_read_yaml(run_dir / "config.yaml"),
-        metrics=_read_json(run_dir / "metrics.json"),
-        teacher_metrics=_read_json(run_dir / "teacher_metrics.json"),
-        summary=_read_json(run_dir / "summary.json"),
-        student_meta=_read_json(run_dir / "student" / META_FILE),
-        teacher_meta=_read_json(run_dir / "teacher" / META_FILE),
-        frontier=_read_json(run_dir / "frontier.json"),
+        metrics=read_json(run_dir / "metrics.json"),
+        teacher_metrics=read_json(run_dir / "teacher_metrics.json"),
+        summary=read_json(run_dir / "summary.json"),
+        student_meta=read_json(run_dir / "student" / META_FILE),
+        teacher_meta=read_json(run_dir / "teacher" / META_FILE),
+        frontier=read_json(run_dir / "frontier.json"),
     )
     predictions_path = run_dir / "predictions_dev.csv"
     if predictions_path.is_file():

@@ -75,19 +75,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, is_running: Callable[[], bool], timeout_s: float = 120.0) -> None:
-    """Poll `url`/health until it answers 200; fail as soon as the server stops running."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def wait_healthy(url: str, is_running: Callable[[], bool] = lambda: True, timeout_s: float = 120.0,
+                 path: str = "/health") -> float:
+    """Poll `url` + `path` until it answers 200 and return the seconds waited; fail as soon as the server stops
+    running. The one such loop: the tests, the benchmark and the container checks all wait through it."""
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < timeout_s:
         if not is_running():
             raise RuntimeError(f"the server at {url} stopped before it became healthy (see its log)")
         try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+            response = httpx.get(f"{url}{path}", timeout=5.0)
+            if response.status_code == 200:
+                return time.monotonic() - started
+            last = f"HTTP {response.status_code}"
+        except httpx.TransportError as error:
+            last = type(error).__name__
         time.sleep(0.2)
-    raise TimeoutError(f"{url}/health did not answer 200 within {timeout_s:.0f} s")
+    raise TimeoutError(f"{url}{path} did not answer 200 within {timeout_s:.0f} s (last: {last})")
 
 
 @contextmanager

@@ -7,7 +7,8 @@ artifact ``model_dir``, so ``mlflow.pyfunc.load_model(uri).predict(["a fine film
 Champion rule (automatic, applied each time a student is registered): the new version takes the
 alias ``champion`` when no version holds it yet, or when its dev accuracy (the version tag
 ``dev_accuracy``) is strictly higher than the current champion's. A tie keeps the older champion,
-so re-running the same config never moves the alias. Accuracies are compared as recorded: they
+so re-running the same config never moves the alias; and weights the registry already holds (tag
+``weights_sha256``) get no new version at all. Accuracies are compared as recorded: they
 are comparable when both versions were scored on the same dev set, which the ``dev_fingerprint``
 tag lets one check. ``llmneo promote RUN`` moves the alias by hand.
 Registry stages are deprecated in MLflow; only aliases are used.
@@ -15,7 +16,7 @@ Registry stages are deprecated in MLflow; only aliases are used.
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -29,7 +30,9 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from llmneo.atomic import sha256_file
 from llmneo.modelfolder import has_model_folder, read_model_meta
+from llmneo.reporting.report import read_json
 from llmneo.tracking.tracker import MlflowTracker
 
 __all__ = [
@@ -41,11 +44,13 @@ __all__ = [
     "promote",
     "student_signature",
     "texts_from_input",
+    "weights_digest",
 ]
 
 CHAMPION = "champion"
 MODEL_NAME = "student"  # the logged model's name inside the run
 INPUT_EXAMPLE = ["a fine film", "a dull, lifeless script"]
+WEIGHTS_TAG = "weights_sha256"  # on each version: a model logged again with the same weights is that version
 
 
 def texts_from_input(model_input: Any) -> list[str]:
@@ -112,8 +117,21 @@ def _requirements() -> list[str]:
     return pins
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def weights_digest(model_dir: Path) -> str:
+    """SHA-256 over the folder's weight files: the same model trained twice, or logged twice, has one digest."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        digest.update(path.name.encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def _version_with_weights(client: MlflowClient, name: str, digest: str) -> str | None:
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return next((v.version for v in versions if v.tags.get(WEIGHTS_TAG) == digest), None)
 
 
 def _dev_accuracy(student_meta: dict[str, Any], metrics: dict[str, Any]) -> float | None:
@@ -125,8 +143,10 @@ def _dev_accuracy(student_meta: dict[str, Any], metrics: dict[str, Any]) -> floa
     return None
 
 
-def log_student_model(tracker: MlflowTracker, run_dir: Path) -> mlflow.models.model.ModelInfo:
-    """Log ``<run_dir>/student`` as a pyfunc model in the tracker's run, register it, apply the rule."""
+def log_student_model(tracker: MlflowTracker, run_dir: Path) -> str:
+    """Log ``<run_dir>/student`` as a pyfunc model in the tracker's run, register it, apply the rule; returns the
+    version. Weights the registry already holds (the same model trained or logged again) get no new version:
+    the run is tagged with the version that holds them."""
     model_dir = Path(run_dir) / "student"
     if not has_model_folder(model_dir):
         raise FileNotFoundError(f"{model_dir}: no student model folder to log")
@@ -134,8 +154,13 @@ def log_student_model(tracker: MlflowTracker, run_dir: Path) -> mlflow.models.mo
     if active is None or active.info.run_id != tracker.run_id:
         raise RuntimeError(f"log_student_model: run {tracker.run_id} must be the active MLflow run")
     student_meta = read_model_meta(model_dir)
-    metrics = _read_json(Path(run_dir) / "metrics.json")
+    metrics = read_json(Path(run_dir) / "metrics.json") or {}
     name = tracker.config.tracking.registered_model_name
+    digest = weights_digest(model_dir)
+    if (held := _version_with_weights(tracker.client, name, digest)) is not None:
+        print(f"[registry] {name} version {held} already holds these weights: no new version")
+        tracker.set_tags({"llmneo.registered_model": f"{name}/{held}", "llmneo.champion": "unchanged"})
+        return str(held)
     info = mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         python_model=StudentClassifier(),
@@ -152,6 +177,7 @@ def log_student_model(tracker: MlflowTracker, run_dir: Path) -> mlflow.models.mo
     if accuracy is not None:
         client.set_model_version_tag(name, model_version, "dev_accuracy", f"{accuracy:.6f}")
     client.set_model_version_tag(name, model_version, "llmneo_run", tracker.config.name)
+    client.set_model_version_tag(name, model_version, WEIGHTS_TAG, digest)
     dev_fingerprint = (metrics.get("data") or {}).get("dev_fingerprint")
     if dev_fingerprint:
         client.set_model_version_tag(name, model_version, "dev_fingerprint", str(dev_fingerprint))
@@ -159,7 +185,7 @@ def log_student_model(tracker: MlflowTracker, run_dir: Path) -> mlflow.models.mo
     tracker.set_tags(
         {"llmneo.registered_model": f"{name}/{model_version}", "llmneo.champion": str(champion).lower()}
     )
-    return info
+    return model_version
 
 
 def _version_accuracy(client: MlflowClient, name: str, model_version: str) -> float | None:
