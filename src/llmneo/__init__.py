@@ -1,3 +1,3 @@
-"""llmneo: distil a large language model into a small, fast classifier with KD + LoRA."""
+"""llmneo: distil a large language model or encoder into a small, fast classifier with knowledge distillation."""
 
 __version__ = "0.1.0"
