@@ -21,15 +21,14 @@ from typer.testing import CliRunner
 from conftest import HISTORY, LABELS, assert_sensible_png, write_run_folder
 from llmneo.cli import app
 from llmneo.reporting import plots
+from llmneo.reporting.html import render_html, write_report
 from llmneo.reporting.report import (
     ReportError,
     confident_errors,
     confusion_matrices,
     model_summaries,
     read_run_folder,
-    render_html,
     run_figures,
-    write_report,
 )
 
 
@@ -152,3 +151,22 @@ def test_report_command_writes_the_file_and_names_a_bad_source(run_folder, tmp_p
     MlflowClient(store).search_experiments()  # an existing store without that run
     unknown = CliRunner().invoke(app, ["report", "no-such-run", "--tracking-uri", store])
     assert unknown.exit_code == 2 and "no-such-run: not a run folder, and not a run in sqlite:///" in unknown.output
+
+
+def test_six_named_classes_get_a_larger_readable_confusion_matrix():
+    from conftest import png_size
+    from llmneo.reporting.plots import confusion_matrix_figure, png_bytes
+
+    names = ["DESC (description)", "ENTY (entity)", "ABBR (abbreviation)", "HUM (human)", "LOC (location)",
+             "NUM (numeric)"]
+    six = png_size(png_bytes(confusion_matrix_figure(np.diag([138, 94, 9, 65, 81, 113]), names)))
+    two = png_size(png_bytes(confusion_matrix_figure(np.diag([428, 444]), ["negative", "positive"])))
+    assert six[0] > two[0] and six[1] > two[1]
+
+
+def test_the_report_has_a_per_class_table_for_each_model(run_folder):
+    html = render_html(read_run_folder(run_folder), "test")
+    table = html[html.index('<table id="per-class">'):]
+    table = table[:table.index("</table>")]
+    assert "<td>negative</td><td>20</td>" in table and "<td>positive</td><td>20</td>" in table
+    assert "student F1" in table and "teacher F1" in table

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from llmneo.inference import Predictor
-from llmneo.reporting.report import write_report
+from llmneo.reporting.html import write_report
 from llmneo.serve.app import create_app
 from llmneo.serve.launch import serve_in_thread
 from llmneo.serve.settings import ServeSettings

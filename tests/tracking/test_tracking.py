@@ -28,7 +28,7 @@ from conftest import assert_sensible_png, free_port, tiny_bert, tiny_config, wri
 from llmneo import tracking
 from llmneo.cli import app
 from llmneo.config import validate_config
-from llmneo.reporting.report import write_report
+from llmneo.reporting.html import write_report
 from llmneo.tracking.registry import apply_champion_rule, predictions_frame, texts_from_input
 
 

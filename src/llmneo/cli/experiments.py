@@ -44,7 +44,7 @@ def report(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Write one self-contained HTML report (plots embedded) for a run."""
-    from llmneo.reporting.report import write_report
+    from llmneo.reporting.html import write_report
     from llmneo.tracking.store import resolve_tracking_uri
 
     with user_errors():

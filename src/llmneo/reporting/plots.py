@@ -67,7 +67,9 @@ def confusion_matrix_figure(
     matrix = np.asarray(matrix)  # (C, C): rows = true class, columns = predicted class
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(labels):
         raise ValueError(f"confusion matrix of shape {matrix.shape} does not match {len(labels)} labels")
-    figure = _new_figure((4.8, 4.2))
+    classes = len(labels)
+    side = max(4.8, 1.1 * classes + 2.0)  # six classes with long names still read: the cells grow with them
+    figure = _new_figure((side, side * 0.875))
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, shrink=0.8)
@@ -76,9 +78,11 @@ def confusion_matrix_figure(
     for (row, col), count in np.ndenumerate(matrix):
         colour = "white" if count > threshold else "black"
         share = count / row_totals[row, 0]
-        axes.text(col, row, f"{count}\n{share:.1%}", ha="center", va="center", color=colour, fontsize=9)
-    ticks = np.arange(len(labels))
-    axes.set_xticks(ticks, labels=list(labels))
+        axes.text(col, row, f"{count}\n{share:.1%}", ha="center", va="center", color=colour,
+                  fontsize=9 if classes <= 4 else 8)
+    ticks = np.arange(classes)
+    rotate = classes > 2 and max(len(label) for label in labels) > 5
+    axes.set_xticks(ticks, labels=list(labels), rotation=35 if rotate else 0, ha="right" if rotate else "center")
     axes.set_yticks(ticks, labels=list(labels))
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")

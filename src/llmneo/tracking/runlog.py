@@ -6,6 +6,7 @@ For the "student" stage the model is logged and registered as well (``llmneo.tra
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,11 @@ def _data_params(outputs: RunOutputs) -> dict[str, Any]:
     return params
 
 
+def _metric_names(values: dict[str, Any]) -> dict[str, Any]:
+    """MLflow metric names take letters, digits and `_-. /`: a class name with other characters is spelt with `_`."""
+    return {re.sub(r"[^\w\-. /]", "_", key): value for key, value in values.items()}
+
+
 def _log_files(tracker: MlflowTracker, run_dir: Path, names: Sequence[str]) -> None:
     for name in names:
         path = run_dir / name
@@ -119,7 +125,7 @@ def log_run_folder(tracker: MlflowTracker, run_dir: Path) -> None:
         )
         tracker.log_params(params | _data_params(outputs))
         final = (outputs.metrics or {}).get("final") or {}
-        tracker.log_metrics({f"final_{key}": value for key, value in final.items()})
+        tracker.log_metrics(_metric_names(flatten(final, prefix="final_")))  # per class too: final_per_class.<name>.f1
         teacher = (outputs.metrics or {}).get("teacher") or {}
         tracker.log_metrics({f"teacher_{key}": value for key, value in teacher.items()})
         _log_history(tracker, outputs.history)

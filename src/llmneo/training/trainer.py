@@ -33,6 +33,7 @@ from llmneo.maths.metrics import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
+    per_class_metrics,
     softmax,
 )
 from llmneo.maths.params import count_parameters
@@ -215,11 +216,13 @@ def _training_arguments(settings: TrainSettings, checkpoint_dir: Path, model_cfg
 
 
 def evaluation_report(labels: np.ndarray, logits: np.ndarray, teacher_logits: np.ndarray | None,
-                      num_classes: int) -> dict[str, Any]:
-    """Final figures: metrics, confusion matrix, agreement, and the fitted calibration temperature."""
+                      num_classes: int, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Final figures: metrics, each class's, confusion matrix, agreement, the fitted calibration temperature."""
     probs = softmax(logits)
     report: dict[str, Any] = classification_metrics(labels, probs)
     report["log_loss"] = negative_log_likelihood(labels, logits)
+    report["per_class"] = per_class_metrics(labels, probs.argmax(axis=1), class_names or
+                                            [str(i) for i in range(num_classes)])
     report["confusion_matrix"] = confusion(labels, probs.argmax(axis=1), num_classes)
     if teacher_logits is not None:
         report["agreement"] = agreement(probs.argmax(axis=1), teacher_logits.argmax(axis=1))
@@ -332,11 +335,11 @@ def _final_report(folder: Path, splits: DataSplits, meta: dict[str, Any], dev_te
                   batch_size: int) -> tuple[dict[str, Any], np.ndarray]:
     """The saved model's figures on dev (and validation), and its dev logits."""
     logits = _saved_model_logits(folder, splits, batch_size)
-    num_classes = len(meta["labels"])
-    final = evaluation_report(np.asarray(splits.dev.labels), logits["dev"], dev_teacher_logits, num_classes)
+    names = list(meta["labels"])
+    final = evaluation_report(np.asarray(splits.dev.labels), logits["dev"], dev_teacher_logits, len(names), names)
     if "validation" in logits:
         final["validation"] = _figures(evaluation_report(np.asarray(splits.validation.labels), logits["validation"],
-                                                          validation_teacher_logits, num_classes))
+                                                          validation_teacher_logits, len(names), names))
     return final, logits["dev"]
 
 
