@@ -53,7 +53,7 @@ READERS: dict[str, str] = {
     **{f"data.{name}": "llmneo.data.labeled" for name in (
         "source", "glue_dir", "train_file", "eval_file", "text_column", "label_column", "labels", "hub_name",
         "hub_config", "hub_eval_split", "max_train_samples", "max_eval_samples", "seed", "skip_bad_rows",
-        "validation_size")},
+        "validation_size", "dev_size")},
     **{f"teacher.{key}": module for key, module in _MODEL_FIELDS.items()},
     "teacher.finetune": "llmneo.teacher.live",
     "teacher.train.max_train_samples": "llmneo.teacher.tune",

@@ -121,6 +121,7 @@ def load(config: Path, overrides: list[str] | None, skip_bad_rows: bool = False,
 # Importing the command modules registers their commands, in the order `llmneo --help` lists them.
 # isort: off
 from llmneo.cli import pipeline
+from llmneo.cli import init
 from llmneo.cli import models
 from llmneo.cli import experiments
 from llmneo.cli import serving
@@ -128,4 +129,4 @@ from llmneo.cli import exporting
 from llmneo.cli import sweeping
 # isort: on
 
-__all__ = ["app", "experiments", "exporting", "models", "pipeline", "serving", "sweeping"]
+__all__ = ["app", "experiments", "exporting", "init", "models", "pipeline", "serving", "sweeping"]

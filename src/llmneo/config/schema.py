@@ -64,6 +64,9 @@ class DataConfig(_Strict):
     hub_name: str = Field("glue", description="Dataset name on the hub for source=hub.")
     hub_config: str | None = Field("sst2", description="Dataset config on the hub for source=hub.")
     hub_eval_split: str = Field("validation", description="Hub split used as dev.")
+    dev_size: int | None = Field(
+        None, gt=0, description="source=files without an eval_file: hold out this many labelled training rows "
+        "(seeded, stratified) as dev, the test set every figure is reported on (llmneo init sets it).")
     max_train_samples: int | None = Field(None, gt=0, description="Seeded stratified subsample of train.")
     max_eval_samples: int | None = Field(None, gt=0, description="Seeded stratified subsample of dev.")
     validation_size: int | None = Field(
@@ -85,6 +88,8 @@ class DataConfig(_Strict):
     def _files_given(self) -> DataConfig:
         if self.source == "files" and not (self.train_file or self.eval_file):
             raise ValueError("source=files needs train_file and/or eval_file")
+        if self.dev_size and (self.source != "files" or self.eval_file):
+            raise ValueError("dev_size holds dev out of train_file when there is no eval_file (source: files)")
         return self
 
 

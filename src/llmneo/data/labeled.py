@@ -209,6 +209,8 @@ def load_splits(cfg: DataConfig, max_train_samples: int | None = None) -> DataSp
                                      unlabelled_ok)
 
         splits = DataSplits(read(train_path, True), read(dev_path, False))
+        if cfg.dev_size:
+            splits = _hold_out_dev(splits.train, cfg.dev_size, cfg.seed)
     validation = None
     if cfg.validation_size:
         from llmneo.data.validation import carve_validation
@@ -219,6 +221,18 @@ def load_splits(cfg: DataConfig, max_train_samples: int | None = None) -> DataSp
     train_limit = max_train_samples or cfg.max_train_samples
     return DataSplits(stratified_subsample(splits.train, train_limit, cfg.seed),
                       stratified_subsample(splits.dev, cfg.max_eval_samples, cfg.seed), validation)
+
+
+def _hold_out_dev(train: LabeledTexts, size: int, seed: int) -> DataSplits:
+    """`size` labelled rows, seeded and stratified, as dev; the rest (and every unlabelled row) as train."""
+    if size >= len(train):
+        raise DataError(f"data.dev_size: {size:,} dev rows asked, but {train.source} has {len(train):,} labelled rows")
+    dev = stratified_subsample(train, size, seed)
+    dev.unlabelled = []  # the training file's unlabelled rows belong to training
+    chosen = set(dev.lines)
+    rest = train.subset([i for i, line in enumerate(train.lines) if line not in chosen])
+    dev.source = f"{train.source} (dev: {size:,} rows held out)"
+    return DataSplits(rest, dev)
 
 
 def describe_bad_rows(data: LabeledTexts, shown: int = 10) -> str | None:

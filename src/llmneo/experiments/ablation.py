@@ -55,14 +55,15 @@ class ArmResult:
 def arm_config(config: Config, arm: str, overrides: dict[str, Any], minutes: float | None,
                folder: str = "ablation") -> Config:
     """The run's config for one arm: its own folder (`<run_dir>/<folder>/<arm>`), the shared cache, the
-    training cap in minutes (None: none, or the one its overrides set)."""
+    training cap in minutes (None: none, or the one its overrides set). Checkpoints are chosen as the config
+    chooses them (`keep_best`): on its validation split when it carves one; a config that keeps the last
+    weights reads dev once per arm."""
     raw = config.model_dump(mode="json")
     raw["output_dir"] = str(config.run_dir / folder)
     raw["name"] = arm
     raw["tracking"]["log_model"] = False  # arms are compared, not registered
     train = raw["student"]["train"]
-    train["time_limit_minutes"] = minutes
-    train["keep_best"] = True
+    train["time_limit_minutes"] = minutes  # keep_best as the config says: on its validation split, or not at all
     if minutes is not None:
         train["epochs"] = max(train["epochs"], ARM_EPOCHS)  # the cap ends every arm, never its epoch count
     where = f"{folder} {'student' if folder == 'sweep' else 'arm'} {arm!r}"

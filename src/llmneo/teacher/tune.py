@@ -51,6 +51,26 @@ def prepare_teacher(config: Config, callbacks=None, resume: bool = False, force:
                      resume=resume)
 
 
+def _report_headroom(config: Config, outcome: TrainOutcome) -> None:
+    """headroom.json and one line: the teacher against a cheap proxy of what its student learns from the labels
+    alone. Skipped for a student cut from the teacher (it starts from the teacher's own weights)."""
+    from llmneo.modelfolder.sources import resolve_model_source
+    from llmneo.teacher.headroom import headroom
+
+    if config.student.name_or_path in ("run:teacher", config.teacher.name_or_path):
+        return
+    splits = load_splits(config.data, config.student.train.max_train_samples)
+    judged = outcome.final.get("validation", outcome.final)
+    found = headroom(resolve_model_source(config.student.name_or_path), splits, judged["accuracy"],
+                     config.student.max_length, config.data.seed)
+    write_json(config.run_dir / "headroom.json", found)
+    verdict = ("small: KD has little to teach; tune the teacher longer or on more labels, or pick a stronger one"
+               if found["small"] else "room for KD")
+    print(f"[teacher] headroom on {found['judged_on']}: teacher {found['teacher_accuracy']:.4f} against "
+          f"{found['student_probe_accuracy']:.4f} for a linear probe of the student on the labels "
+          f"({found['points']:+.1f} points): {verdict}")
+
+
 def _same_teacher_recipe(saved: dict | None, current: dict) -> bool:
     defaults = {**field_defaults(TeacherConfig, "teacher."), **field_defaults(DataConfig, "data.")}
     return saved is not None and recipe_matches(saved, current, defaults)
@@ -74,6 +94,7 @@ def run_teacher_stage(config: Config, resume: bool = False, force: bool = False)
             chosen = (f"validation accuracy {outcome.final['validation']['accuracy']:.4f}, "
                       if "validation" in outcome.final else "")
             print(f"[teacher] {chosen}dev accuracy {outcome.final['accuracy']:.4f}, saved to {outcome.model_dir}")
+            _report_headroom(config, outcome)
         from llmneo.tracking.runlog import log_stage_outputs
 
         log_stage_outputs(tracker, config.run_dir)

@@ -58,12 +58,15 @@ class ProgressLines(TrainerCallback):
     """Training progress as plain lines for a log (stderr not a terminal, where tqdm's bar would redraw itself
     into kilobytes of carriage returns): a line at most every `every_s` seconds, and one per evaluation."""
 
-    def __init__(self, role: str, every_s: float = 30.0):
+    def __init__(self, role: str, every_s: float = 30.0, budget_minutes: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.role, self.every_s = role, every_s
-        self.started = self.last = 0.0
+        self.budget_minutes, self.clock = budget_minutes, clock  # a time cap ends the run, not its step count
+        self.started = self.last = self.clock_started = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last = time.monotonic()
+        self.clock_started = self.clock()
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -72,9 +75,13 @@ class ProgressLines(TrainerCallback):
             self.last = now
             done, total = state.global_step, state.max_steps
             elapsed = now - self.started
-            left = f", about {elapsed / max(done, 1) * (total - done) / 60:.1f} min left" if total > done else ""
-            print(f"[{self.role}] step {done:,}/{total:,} ({done / max(total, 1):.0%}), loss {logs['loss']:.4f}, "
-                  f"{elapsed / 60:.1f} min{left}", flush=True)
+            if self.budget_minutes:
+                spent = (self.clock() - self.clock_started) / 60
+                where = f"step {done:,}, {spent:.1f} of {self.budget_minutes:g} budget minutes"
+            else:
+                left = f", about {elapsed / max(done, 1) * (total - done) / 60:.1f} min left" if total > done else ""
+                where = f"step {done:,}/{total:,} ({done / max(total, 1):.0%}), {elapsed / 60:.1f} min{left}"
+            print(f"[{self.role}] {where}, loss {logs['loss']:.4f}", flush=True)
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):

@@ -299,7 +299,7 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     )
     if not is_terminal():
         trainer.remove_callback(PrinterCallback)  # its raw dicts, every logging step
-        trainer.add_callback(ProgressLines(role))
+        trainer.add_callback(ProgressLines(role, budget_minutes=settings.time_limit_minutes, clock=clock))
     last = last_complete_checkpoint(Path(trainer.args.output_dir)) if resume else None
     if resume:
         print(f"[{role}] resuming from {last}" if last else "[resume] no checkpoint: from the start")
