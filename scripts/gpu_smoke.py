@@ -75,10 +75,10 @@ def _examples_per_second(predictor, texts: list[str], batch_size: int = 64) -> f
 
 
 def main() -> None:
-    from llmneo.inference import Predictor
-    from llmneo.inference.export import export_model
     from llmneo.cache.stage import run_cache_stage
     from llmneo.distill.stage import run_distill_stage
+    from llmneo.inference import Predictor
+    from llmneo.inference.export import export_model
     from llmneo.training.stage import run_splits as student_splits
 
     args = _arguments()

@@ -56,6 +56,8 @@ READERS: dict[str, str] = {
         "validation_size", "dev_size")},
     **{f"teacher.{key}": module for key, module in _MODEL_FIELDS.items()},
     "teacher.finetune": "llmneo.teacher.live",
+    **{f"teacher.{name}": "llmneo.teacher.live" for name in (
+        "chat", "instruction", "answer_prefix", "shots", "calibration")},
     "teacher.train.max_train_samples": "llmneo.teacher.tune",
     **{f"student.{key}": module for key, module in _MODEL_FIELDS.items()},
     "student.train.max_train_samples": "llmneo.training.stage",

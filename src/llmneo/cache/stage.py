@@ -19,7 +19,7 @@ from llmneo.inference import Predictor
 from llmneo.losses import TeacherSignal, build_loss
 from llmneo.maths.metrics import classification_metrics, softmax
 from llmneo.modelfolder.sources import model_identity
-from llmneo.teacher.live import load_live_teacher, teacher_source
+from llmneo.teacher.live import is_prompted, load_live_teacher, prompt_signature, teacher_source
 from llmneo.tracking.runlog import log_stage_outputs
 from llmneo.training.distributed import barrier, rank_and_world
 from llmneo.training.stage import run_splits, stage_run, start_run_folder
@@ -34,7 +34,7 @@ def cache_for(config: Config, splits: DataSplits, transfer: TransferSet | None =
     source, gguf_file = teacher_source(config)
     key = CacheKey(teacher_id=model_identity(source, gguf_file), train_fingerprint=splits.train.fingerprint(),
                    dev_fingerprint=splits.dev.fingerprint(), kind=config.teacher.kind,
-                   template=config.teacher.template if config.teacher.kind == "verbalizer" else "",
+                   template=_template_key(config),
                    max_length=config.teacher.max_length, labels=tuple(config.data.labels),
                    transfer_fingerprint=transfer.fingerprint() if transfer is not None else "",
                    hidden_layers=tuple(hidden_layers), dev_only=dev_only,
@@ -53,16 +53,24 @@ def _load_verified(cache: LogitCache) -> CachedLogits | None:
         return None
 
 
+def _template_key(config: Config) -> str:
+    """The prompt part of the key: a prompted teacher's whole prompt recipe, a tuned verbalizer's template."""
+    if is_prompted(config):
+        return prompt_signature(config)
+    return config.teacher.template if config.teacher.kind == "verbalizer" else ""
+
+
 class _LazyTeacher:
     """The live teacher, loaded on first use: a run whose logits are all cached never loads it."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, labelled: LabeledTexts | None = None):
         self.config = config
+        self.labelled = labelled  # a prompted teacher's shots and calibration come from the training labels
         self.predictor: Predictor | None = None
 
     def __call__(self, chunk, label: str) -> np.ndarray:
         if self.predictor is None:
-            self.predictor = load_live_teacher(self.config, for_cache=True)
+            self.predictor = load_live_teacher(self.config, for_cache=True, labelled=self.labelled)
         return self.predictor.predict_logits(chunk, self.config.cache.batch_size, progress=label)
 
 
@@ -73,7 +81,7 @@ def teacher_logits(config: Config, splits: DataSplits, on_shard=None, transfer: 
     ablation's arms) share the gold one. At `loss.alpha` 0 no gold row is distilled, so the gold
     training rows are not run through the teacher (`train` is None) unless a cache already holds them.
     """
-    teacher = _LazyTeacher(config)
+    teacher = _LazyTeacher(config, splits.train)
     gold = _gold_logits(config, splits, teacher, on_shard)
     if transfer is not None:
         extra = _cached(config, cache_for(config, splits, transfer), {"transfer": transfer.texts}, teacher, on_shard)

@@ -48,6 +48,12 @@ def default_data_dir() -> str:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @field_validator("mixed_precision", mode="before", check_fields=False)
+    @classmethod
+    def _no_is_no(cls, value: object) -> object:
+        """YAML reads a bare `no` as false: `mixed_precision: no` means "no" all the same."""
+        return "no" if value is False else value
+
 
 class DataConfig(_Strict):
     source: Literal["glue_dir", "files", "hub"] = Field(
@@ -178,8 +184,10 @@ class ModelConfig(_Strict):
     template: str = Field(
         "Review: {text}\nSentiment:", description="Verbalizer prompt; must contain {text}."
     )
-    label_words: list[str] | None = Field(
-        None, description="One word per class for the verbalizer (default: ' ' + label name)."
+    label_words: list[str | list[str]] | None = Field(
+        None, description="Per class, the word (or words) the verbalizer reads, in label order; default ' ' + label "
+        "name. A prompted teacher (finetune: false) takes several words per class and words of several tokens, each "
+        "scored as the log-probability of its whole token sequence; a tuned verbalizer needs one one-token word."
     )
     dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Dtype the weights are loaded in.")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
@@ -207,7 +215,20 @@ class ModelConfig(_Strict):
 
 
 class TeacherConfig(ModelConfig):
-    finetune: bool = Field(True, description="Fine-tune before caching (false: already a task classifier).")
+    finetune: bool = Field(True, description="Fine-tune before caching (false: already a task classifier, or an LLM "
+                           "prompted through kind: verbalizer).")
+    chat: bool = Field(False, description="Prompted teacher: wrap the prompt in the tokenizer's chat template (an "
+                       "instruct model), with the instruction as the system message and shots as earlier turns.")
+    instruction: str = Field("", description="Prompted teacher: what to do, before the examples, e.g. 'Classify "
+                             "the sentiment of the movie review as negative or positive.'")
+    answer_prefix: str = Field("", description="Prompted teacher: text after the template that the label word "
+                               "follows, e.g. 'The sentiment is' (in chat: the start of the assistant's answer).")
+    shots: int = Field(0, ge=0, description="Prompted teacher: labelled examples per class in the prompt, drawn "
+                       "(seeded by data.seed) from the training labels, never from dev.")
+    calibration: Literal["none", "contextual", "fit"] = Field(
+        "none", description="Prompted teacher: contextual divides the class probabilities by those of content-free "
+        "inputs (Zhao et al., 2021); fit learns a temperature and per-class bias on the labelled rows not used as "
+        "shots. A small LLM leans to one word; this is what unlocks it.")
     lora: LoraSettings = Field(default_factory=lambda: LoraSettings(enabled=False))
     train: TrainSettings = Field(default_factory=TrainSettings)
 

@@ -55,7 +55,7 @@ def run_evaluate_stage(config: Config) -> dict[str, dict]:
     splits = run_splits(config)
     with stage_run(config, "evaluate") as tracker:
         models = {"teacher": (Predictor.load(teacher_folder(config), device=config.teacher.device)
-                              if config.teacher.finetune else load_live_teacher(config)),
+                              if config.teacher.finetune else load_live_teacher(config, labelled=splits.train)),
                   "student": Predictor.load(config.run_dir / "student", device=config.student.device)}
         timed = _timed_side_by_side(models, splits.dev.texts)
         summary = {role: _evaluation(models[role], *timed[role], splits.dev.labels) for role in models}

@@ -28,6 +28,7 @@ __all__ = [
     "default_lora_targets",
     "freeze",
     "keep_layers",
+    "load_causal_lm",
     "narrow_ffn",
 ]
 
@@ -187,15 +188,24 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> LoadedModel:
         model.config.pad_token_id = tokenizer.pad_token_id  # decoder classifiers find the last token by it
         _cut(model, cfg)
         return LoadedModel(model, tokenizer, "classifier")
-    lm = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    if cfg.gguf_file:
-        lm = _dequantised_copy(lm)
-    _cut(lm, cfg)
+    lm = load_causal_lm(cfg, source)
     words = cfg.label_words or [f" {name}" for name in labels]
     if len(words) != len(labels):
         raise ValueError(f"label_words has {len(words)} words for {len(labels)} labels")
+    if any(not isinstance(word, str) for word in words):
+        raise ValueError("label_words: a tuned verbalizer reads one one-token word per class; several words per "
+                         "class are for a prompted teacher (teacher.finetune: false)")
     token_ids = _label_token_ids(tokenizer, words)
     return LoadedModel(VerbalizerClassifier(lm, token_ids), tokenizer, "verbalizer", token_ids)
+
+
+def load_causal_lm(cfg: ModelConfig, source: str | None = None) -> PreTrainedModel:
+    """The causal LM a verbalizer reads: from a folder, a hub id or a GGUF file (dequantised), cut if asked."""
+    lm = AutoModelForCausalLM.from_pretrained(source or resolve_model_source(cfg.name_or_path), **_load_kwargs(cfg))
+    if cfg.gguf_file:
+        lm = _dequantised_copy(lm)
+    _cut(lm, cfg)
+    return lm
 
 
 def freeze(model: nn.Module, embeddings: bool, first_layers: int) -> None:
