@@ -190,21 +190,51 @@ class PromptedTeacher:
     @torch.inference_mode()
     def _score(self, texts: Sequence[str], use_cache: bool = True) -> np.ndarray:
         """(N, C) log P(class) before calibration: per class, log-sum-exp over its words of the summed token
-        log-probabilities of the word after the prompt."""
-        flat = [(t, c, w) for t in range(len(texts)) for c, words in enumerate(self.word_ids) for w in range(len(words))]
-        rows = [self._text_ids(texts[t]) + self.word_ids[c][w] for t, c, w in flat]
-        starts = [len(row) - len(self.word_ids[c][w]) for row, (_, c, w) in zip(rows, flat)]
+        log-probabilities of the word after the prompt.
+
+        One row per text gives every word's first token at once (the next-token distribution after the prompt);
+        a word of m > 1 tokens adds a row holding its first m - 1 tokens, for the probabilities of the rest."""
+        rows, reads = [], []  # reads[i]: (text, class, word, row, [(position, token), ...]) of one word's tokens
+        for t, text in enumerate(texts):
+            base = self._text_ids(text)
+            rows.append(base)
+            base_row = len(rows) - 1
+            for c, words in enumerate(self.word_ids):
+                for w, word in enumerate(words):
+                    picks = [(base_row, len(base) - 1, word[0])]
+                    if len(word) > 1:
+                        rows.append(base + word[:-1])
+                        picks += [(len(rows) - 1, len(base) - 1 + j, word[j]) for j in range(1, len(word))]
+                    reads.append((t, c, picks))
+        offset = 0 if use_cache else len(self.prefix_ids)
         if not use_cache:
             rows = [self.prefix_ids + row for row in rows]
-            starts = [start + len(self.prefix_ids) for start in starts]
+        hidden = self._hidden(rows, use_cache)  # (R, T, H)
+        wanted = sorted({(row, position + offset) for _, _, picks in reads for row, position, _ in picks})
+        index = {key: i for i, key in enumerate(wanted)}
+        head = self.model.get_output_embeddings()
+        states = hidden[[r for r, _ in wanted], [p for _, p in wanted]]  # (K, H)
+        logits = head(states.to(head.weight.dtype)).float()  # (K, V): only the positions a word is read at
+        softcap = getattr(self.model.config, "final_logit_softcapping", None)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        log_probs = torch.log_softmax(logits, dim=-1)
+        scores = np.full((len(texts), len(self.labels)), -np.inf)
+        for t, c, picks in reads:
+            value = float(sum(log_probs[index[(row, position + offset)], token] for row, position, token in picks))
+            scores[t, c] = np.logaddexp(scores[t, c], value)
+        return scores
+
+    def _hidden(self, rows: list[list[int]], use_cache: bool) -> torch.Tensor:
+        """(R, T, H) last hidden states of the rows (right-padded), after the cached prompt head when `use_cache`."""
         width = max(len(row) for row in rows)
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
         mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        for index, row in enumerate(rows):
-            ids[index, :len(row)] = torch.tensor(row, device=device)
-            mask[index, :len(row)] = 1
+        for number, row in enumerate(rows):
+            ids[number, :len(row)] = torch.tensor(row, device=device)
+            mask[number, :len(row)] = 1
         kwargs: dict[str, Any] = {}
         if use_cache:
             cache = copy.deepcopy(self._prefix())
@@ -214,22 +244,7 @@ class PromptedTeacher:
             mask = torch.cat([prefix, mask], dim=1)  # (B, P + T): the head is seen by every row
         body = getattr(self.model, self.model.base_model_prefix)
         with self._autocast():
-            hidden = body(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state  # (B, T, H)
-        word_scores = np.empty(len(rows))
-        head = self.model.get_output_embeddings()
-        softcap = getattr(self.model.config, "final_logit_softcapping", None)
-        for index, (row, start) in enumerate(zip(rows, starts)):
-            positions = torch.arange(start - 1, len(row) - 1, device=device)  # each predicts the next token
-            logits = head(hidden[index, positions].to(head.weight.dtype)).float()  # (m, V)
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
-            log_probs = torch.log_softmax(logits, dim=-1)
-            targets = torch.tensor(row[start:], device=device)
-            word_scores[index] = float(log_probs[torch.arange(len(targets)), targets].sum())
-        scores = np.full((len(texts), len(self.labels)), -np.inf)
-        for (t, c, _), value in zip(flat, word_scores):
-            scores[t, c] = np.logaddexp(scores[t, c], value)
-        return scores
+            return body(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
 
     def raw_logits(self, texts: Sequence[str], batch_size: int = 8, label: str | None = None,
                    use_cache: bool = True) -> np.ndarray:
