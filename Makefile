@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps models llms demo demo-ablation best-cpu sweep test test-fast container-test bench lint clean
+.PHONY: install system-deps models llms docs demo demo-ablation best-cpu sweep test test-fast container-test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -71,6 +71,10 @@ test-fast: install
 container-test: install system-deps
 	bash deploy/container-test.sh
 
+# The docs site into site/ (git-ignored); --strict: a broken link or a missing page is an error.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
 bench: install
 	$(BIN)/llmneo bench outputs/demo
 
@@ -78,4 +82,4 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf outputs mlruns mlartifacts mlflow.db .pytest_cache
+	rm -rf outputs mlruns mlartifacts mlflow.db .pytest_cache site

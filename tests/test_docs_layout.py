@@ -32,7 +32,8 @@ def drawing(text: str, opening: str) -> dict[str, str]:
     block = block[:block.index("```", 3)]
     lines = [line for line in block.splitlines()[1:] if line.strip()]
     if opening.endswith("src/llmneo/"):
-        lines = lines[1:]  # past the root line
+        lines = lines[1:]  # past the root line, and up to the first line outside it (tests/)
+        lines = lines[:next((i for i, line in enumerate(lines) if not line.startswith(" ")), len(lines))]
     indent = min(len(line) - len(line.lstrip()) for line in lines)
     entries: dict[str, str] = {}
     current: list[str] = []

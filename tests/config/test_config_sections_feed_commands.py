@@ -1,5 +1,5 @@
 """The `serve` and `export` sections do something: `llmneo serve --config` and `llmneo export --config`
-take their settings from them (command-line options win), and docs/CONFIG.md is the config's own
+take their settings from them (command-line options win), and docs/reference/config.md is the config's own
 description."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_export_takes_the_config_section(tmp_path, tiny_model_dir):
 
 
 def test_the_config_reference_page_is_up_to_date():
-    committed = (PROJECT_ROOT / "docs" / "CONFIG.md").read_text()
-    assert committed == render_reference(), "regenerate: python -m llmneo.config.reference docs/CONFIG.md"
+    committed = (PROJECT_ROOT / "docs" / "reference" / "config.md").read_text()
+    assert committed == render_reference(), "regenerate: python -m llmneo.config.reference docs/reference/config.md"
     result = CliRunner().invoke(app, ["config-reference"])
     assert result.exit_code == 0 and "`serve.port`" in result.stdout

@@ -104,7 +104,7 @@ def compare(
 
 @app.command("config-reference")
 def config_reference() -> None:
-    """Print every config key with its type, default and what it does (the text of docs/CONFIG.md)."""
+    """Print every config key with its type, default and what it does (the text of docs/reference/config.md)."""
     from llmneo.config.reference import render_reference
 
     typer.echo(render_reference())

@@ -1,6 +1,6 @@
-"""docs/CONFIG.md, generated from the config models' field descriptions.
+"""docs/reference/config.md, generated from the config models' field descriptions.
 
-    python -m llmneo.config.reference docs/CONFIG.md
+    python -m llmneo.config.reference docs/reference/config.md
 
 A test regenerates the page and compares it with the committed file, so the reference never
 drifts from the code.
@@ -21,7 +21,7 @@ __all__ = ["iter_fields", "render_reference"]
 
 _HEADER = """# Config reference
 
-Generated from `src/llmneo/config/schema.py` by `python -m llmneo.config.reference docs/CONFIG.md`;
+Generated from `src/llmneo/config/schema.py` by `python -m llmneo.config.reference docs/reference/config.md`;
 do not edit by hand. Every key is validated (unknown keys are errors) and read by the code: see
 `tests/config/test_config_fields.py`. Override any key with `--set key.sub=value`.
 """
@@ -73,6 +73,6 @@ def render_reference() -> str:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/CONFIG.md")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/reference/config.md")
     target.write_text(render_reference())
     print(f"wrote {target}")

@@ -3,7 +3,7 @@
 Each stage has its own sub-config; unknown keys are refused everywhere (``extra="forbid"``) so a
 typo in a YAML file is an error that names the key rather than a setting silently ignored.
 Loading (YAML, ``--set`` overrides, saving) lives in ``llmneo.config.loading``; the reference page
-``docs/CONFIG.md`` is generated from the field descriptions here (``llmneo.config.reference``).
+``docs/reference/config.md`` is generated from the field descriptions here (``llmneo.config.reference``).
 """
 
 from __future__ import annotations
@@ -64,8 +64,10 @@ class DataConfig(_Strict):
     glue_dir: str = Field(default_factory=default_data_dir, description="GLUE-layout folder (env LLMNEO_DATA_DIR).")
     train_file: str | None = Field(None, description="Training file for source=files.")
     eval_file: str | None = Field(None, description="Evaluation file for source=files.")
-    text_column: str = Field("sentence", description="Column holding the text.")
-    label_column: str = Field("label", description="Column holding the integer label 0..num_labels-1.")
+    text_column: str = Field("sentence", description="Column holding the text (JSONL: a dotted path to a nested "
+                             "field, e.g. meta.text).")
+    label_column: str = Field("label", description="Column holding the label: an id 0..C-1 or one of data.labels. In "
+                              "the training file an empty label makes the row unlabelled text for the transfer set.")
     labels: list[str] = Field(["negative", "positive"], description="Class names, index = label id.")
     hub_name: str = Field("glue", description="Dataset name on the hub for source=hub.")
     hub_config: str | None = Field("sst2", description="Dataset config on the hub for source=hub.")

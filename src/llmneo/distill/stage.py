@@ -23,6 +23,7 @@ from llmneo.data import DataSplits, LabeledTexts
 from llmneo.losses import IGNORE_LABEL, LOGITS, LossComposition, SignalContext, build_loss
 from llmneo.maths.metrics import softmax
 from llmneo.modelfolder import has_model_folder, read_model_meta
+from llmneo.modelfolder.card import write_model_card
 from llmneo.modelfolder.sources import model_identity
 from llmneo.teacher.live import teacher_source
 from llmneo.teacher.tune import teacher_folder
@@ -178,6 +179,7 @@ def run_distill_stage(config: Config, resume: bool = False, parent_run_id: str |
             write_json(config.run_dir / "teacher_metrics.json", {"final": cached.teacher_dev_metrics})
         _write_predictions(config.run_dir / "predictions_dev.csv", splits, config.data.labels,
                            softmax(cached.dev), softmax(outcome.dev_logits))
+        write_model_card(outcome.model_dir, config.run_dir, with_summary=False)
         if splits.validation is not None:
             print(f"[student] validation accuracy {outcome.final['validation']['accuracy']:.4f} "
                   f"(teacher {cached.teacher_validation_metrics.get('accuracy', float('nan')):.4f})")

@@ -14,6 +14,7 @@ from llmneo.config import Config
 from llmneo.inference import Predictor
 from llmneo.maths.metrics import classification_metrics, softmax
 from llmneo.maths.params import total_parameters
+from llmneo.modelfolder.card import write_model_card
 from llmneo.progress import progress
 from llmneo.teacher.live import load_live_teacher
 from llmneo.teacher.tune import teacher_folder
@@ -61,6 +62,7 @@ def run_evaluate_stage(config: Config) -> dict[str, dict]:
         summary = {role: _evaluation(models[role], *timed[role], splits.dev.labels) for role in models}
         summary["speedup"] = summary["teacher"]["ms_per_example"] / summary["student"]["ms_per_example"]
         write_json(config.run_dir / "summary.json", summary)
+        write_model_card(config.run_dir / "student", config.run_dir)  # now with the speed against the teacher
         for role in ("teacher", "student"):
             tracker.log_metrics({f"{role}_{k}": v for k, v in summary[role].items() if v is not None})
         tracker.log_metrics({"speedup": summary["speedup"]})
