@@ -165,6 +165,7 @@ def test_a_run_is_quiet_and_one_accuracy_is_reported_everywhere(tracked_run, sst
     training, in its folder (what /info serves), in the summary and from `evaluate` are one figure."""
     output = tracked_run.stdout + tracked_run.stderr
     assert "INFO mlflow" not in output and "LOAD REPORT" not in output
+    assert "\r" not in output  # a log gets whole lines, not redrawn progress bars
     metrics = json.loads((tracked_run.run_dir / "metrics.json").read_text())
     summary = json.loads((tracked_run.run_dir / "summary.json").read_text())
     meta = json.loads((tracked_run.run_dir / "student" / "llmneo_model.json").read_text())
@@ -189,3 +190,31 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path, tiny_bert_source, sst2
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert f"llmneo run --config {path} --resume" in stderr and "Traceback" not in stderr
+
+
+def test_the_model_argument_has_one_name_and_one_help_everywhere():
+    import typer
+
+    from llmneo.cli import MODEL_HELP, app
+
+    group = typer.main.get_command(app)
+    arguments = {name: param for name, command in group.commands.items() for param in command.params
+                 if param.param_type_name == "argument" and param.name in ("model", "model_dir", "path", "run_dir")}
+    assert {"predict", "evaluate", "export", "serve", "bench-serve", "bench"} <= set(arguments)
+    for name, param in arguments.items():
+        assert param.metavar in ("MODEL", "[MODEL]"), name
+        assert name == "bench" or param.help.startswith(MODEL_HELP), name  # bench: a run, teacher beside student
+    assert group.commands["report"].params[0].metavar == "RUN"  # a run (folder or MLflow id), not a model
+
+
+@pytest.mark.slow
+def test_predict_with_the_onnx_backend_reads_the_runs_checked_export(tracked_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tracked_run.run_dir / "student", run / "student")
+    exported = llmneo("export", str(run), "--max-examples", "32", "--min-agreement", "0")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    result = llmneo("predict", str(run), "--backend", "onnx", "a fine film", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["label"] in ("negative", "positive")

@@ -21,7 +21,8 @@ TrackingUriOption = Annotated[
 
 @app.command()
 def promote(
-    run: Annotated[str, typer.Argument(help="Run id that logged the student (a pipeline parent works) or a version.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id that logged the student (a pipeline parent "
+                                       "works) or a version number.", show_default=False)],
     alias: Annotated[str, typer.Option(help="Alias to set.")] = "champion",
     name: Annotated[str, typer.Option(help="Registered model name.")] = "llmneo-sst2-student",
     tracking_uri: TrackingUriOption = None,
@@ -39,7 +40,8 @@ def promote(
 
 @app.command()
 def report(
-    source: Annotated[str, typer.Argument(help="A run folder (outputs/<name>) or an MLflow run id.")],
+    source: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (outputs/<name>) or an MLflow run id.",
+                                          show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write.")] = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
