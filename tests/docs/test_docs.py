@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -27,8 +26,8 @@ def code(text: str) -> str:
     """The code a page shows, fenced blocks and inline spans, one per line; a command continued with `\\` is
     joined into one line."""
     blocks = [re.sub(r"(?m)[ \t]+#.*$", "", block)  # a shell comment is prose
-              for block in re.findall(r"```[\w-]*\n(.*?)```", text, re.S)]
-    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+              for block in re.findall(r"```[\w-]*\n(.*?)```", text, re.DOTALL)]
+    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.DOTALL))
     return "\n".join(blocks + spans).replace("\\\n", " ")
 
 
@@ -102,7 +101,7 @@ def test_the_site_builds_strict(tmp_path):
 def python_snippets() -> list[tuple[str, str]]:
     snippets = []
     for path in DOCS:
-        for number, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.S)):
+        for number, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.DOTALL)):
             snippets.append((f"{path.relative_to(PROJECT_ROOT)}#{number}", block))
     return snippets
 
