@@ -58,9 +58,9 @@ def render_cli_reference() -> str:
     group = _click_app()
     top = group.make_context("llmneo", ["--help"], resilient_parsing=True)
     lines = ["# Command-line reference", "",
-             "Generated from the commands themselves (`python -m llmneo.cli.reference docs/reference`); "
+             ("Generated from the commands themselves (`python -m llmneo.cli.reference docs/reference`); "
              "`llmneo COMMAND --help` prints the same. Global options come before the command: "
-             "`llmneo --verbose run ...`.", "", "## llmneo", "", _cell(group.help or ""), "",
+             "`llmneo --verbose run ...`."), "", "## llmneo", "", _cell(group.help or ""), "",
              "| option | type | default | what it does |", "| --- | --- | --- | --- |"]
     lines += [_option(param, top) for param in group.params]
     for name, command in group.commands.items():
@@ -101,9 +101,9 @@ def render_http_reference() -> str:
 
     document = create_app(ServeSettings(model="unused")).openapi()
     components = document.get("components", {}).get("schemas", {})
-    lines = ["# HTTP API reference", "", "Generated from the server's OpenAPI document (`GET /openapi.json`, browsable "
+    lines = ["# HTTP API reference", "", ("Generated from the server's OpenAPI document (`GET /openapi.json`, browsable "
              "at `/docs`) with the default limits; `python -m llmneo.cli.reference docs/reference` writes it. Every "
-             "error answers `{\"detail\": [{\"type\", \"loc\", \"msg\"}]}`.", ""]
+             "error answers `{\"detail\": [{\"type\", \"loc\", \"msg\"}]}`."), ""]
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             lines += [f"## {method.upper()} {path}", "", _cell(operation.get("description") or operation.get("summary", "")),

@@ -93,10 +93,10 @@ def render_card(meta: dict[str, Any], summary: dict[str, Any] | None = None,
     labels = meta.get("labels") or []
     name = meta.get("run_name") or "student"
     body = [f"# {name}: a student distilled with llmneo", "",
-            f"A {meta.get('kind', 'classifier')} over {len(labels)} classes "
+            (f"A {meta.get('kind', 'classifier')} over {len(labels)} classes "
             f"({', '.join(labels)}), distilled from a larger teacher. "
             f"{(meta.get('parameters') or {}).get('total', 0) / 1e6:.1f}M parameters, `max_length` "
-            f"{meta.get('max_length')} tokens.", "", "## How it was made", *_recipe_lines(meta, config), "",
+            f"{meta.get('max_length')} tokens."), "", "## How it was made", *_recipe_lines(meta, config), "",
             "## Figures on dev", "",
             "| | accuracy | macro F1 | weighted F1 | ROC-AUC | ECE (before / after temperature) |",
             "| --- | --- | --- | --- | --- | --- |"]
@@ -111,27 +111,27 @@ def render_card(meta: dict[str, Any], summary: dict[str, Any] | None = None,
         body.append(f"| teacher | {teacher.get('accuracy', float('nan')):.4f} | {teacher.get('f1_macro', float('nan')):.4f}"
                     f" | {teacher.get('f1_weighted', float('nan')):.4f} | {teacher.get('roc_auc', float('nan')):.4f} | |")
     if validation := meta.get("validation_metrics"):
-        body += ["", f"Checkpoints were chosen on a validation split carved from training ({validation.get('n')} rows, "
-                 f"accuracy {validation.get('accuracy', float('nan')):.4f}); dev was read once."]
+        body += ["", (f"Checkpoints were chosen on a validation split carved from training ({validation.get('n')} rows, "
+                 f"accuracy {validation.get('accuracy', float('nan')):.4f}); dev was read once.")]
     if summary and summary.get("speedup"):
-        body += ["", f"**Speed:** {summary['student']['ms_per_example']:.2f} ms per example against the teacher's "
+        body += ["", (f"**Speed:** {summary['student']['ms_per_example']:.2f} ms per example against the teacher's "
                  f"{teacher.get('ms_per_example', float('nan')):.2f} (batch 32, PyTorch, timed side by side): "
-                 f"**{summary['speedup']:.1f}x faster**."]
+                 f"**{summary['speedup']:.1f}x faster**.")]
     if calibration.get("temperature"):
-        body += ["", f"A softmax temperature of {calibration['temperature']:.3f}, fitted on dev, is in "
-                 "`llmneo_model.json` (`llmneo predict --calibrate` applies it)."]
+        body += ["", (f"A softmax temperature of {calibration['temperature']:.3f}, fitted on dev, is in "
+                 "`llmneo_model.json` (`llmneo predict --calibrate` applies it).")]
     body += ["", "## Labels", "", *[f"- `{i}`: {label}" for i, label in enumerate(labels)], "",
              "## Use", "", "```python", "from transformers import pipeline", "",
              'classify = pipeline("text-classification", model="path/to/this/folder", top_k=None)',
              'print(classify("a gripping, beautifully acted film"))', "```", "",
-             "or `llmneo predict path/to/this/folder \"a gripping film\"`, or serve it: `llmneo serve "
-             "path/to/this/folder`.", "",
+             ("or `llmneo predict path/to/this/folder \"a gripping film\"`, or serve it: `llmneo serve "
+             "path/to/this/folder`."), "",
              "## Intended use and limits", "",
-             "For classifying texts like those it was trained on, into the classes above. Its figures are on the "
+             ("For classifying texts like those it was trained on, into the classes above. Its figures are on the "
              "dev split named here; text from another domain (other products, other registers) can score well "
              "below them, as can texts longer than `max_length` tokens (truncated). It learnt from a teacher's "
              "soft labels, so it shares the teacher's mistakes and biases. Check it on your own held-out data "
-             "before relying on it."]
+             "before relying on it.")]
     matter = yaml.safe_dump(_front_matter(meta, config), sort_keys=False, allow_unicode=True).strip()
     return f"---\n{matter}\n---\n\n" + "\n".join(body) + "\n"
 
