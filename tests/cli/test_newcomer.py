@@ -97,7 +97,7 @@ def test_a_set_typo_names_the_flag_and_the_nearest_key(tmp_path, sst2_dir):
 def test_augment_enabled_alone_says_what_to_set(tmp_path, sst2_dir):
     path = write_tiny_config(tmp_path, tmp_path, tmp_path, sst2_dir, augment={"enabled": True})
     line = one_line(llmneo("run", "--config", str(path)))
-    assert "augment: Value error, enabled, but the transfer set has no source: set augment.rest_of_train" in line
+    assert "tiny.yaml: augment.enabled, but the transfer set has no source: set augment.rest_of_train" in line
 
 
 def test_serving_a_registry_model_that_does_not_exist_is_one_line(tmp_path):

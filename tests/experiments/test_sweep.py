@@ -14,8 +14,8 @@ from conftest import png_size, write_tiny_config
 from llmneo.cli import app
 from llmneo.config import ConfigError, load_config, save_config
 from llmneo.experiments.arms import load_arms
-from llmneo.experiments.sweep import parse_cap, parse_student, prepare_folders, student_configs
-from llmneo.maths.frontier import pareto_front
+from llmneo.experiments.sweep import _choose, parse_cap, parse_student, prepare_folders, student_configs
+from llmneo.maths.frontier import PickRule, pareto_front
 from llmneo.reporting.frontier import frontier_points
 
 FRONTIER_STUDENTS = load_arms(None, "students")
@@ -125,6 +125,7 @@ def test_a_reduced_sweep_trains_benchmarks_draws_the_frontier_and_promotes_the_p
     assert len(_rows((run_dir / "frontier.md").read_text())) == 8
     assert png_size((run_dir / "frontier.png").read_bytes())[0] >= 1000
     choice = frontier["pick"]["choice"]
+    assert frontier["pick"]["accuracy"] == "dev"  # the tiny run carves no validation split
     assert choice["role"] == "student" and choice["latency_p50_ms"] == min(
         r["latency_p50_ms"] for r in rows if r["role"] == "student")
 
@@ -151,3 +152,19 @@ def test_a_reduced_sweep_trains_benchmarks_draws_the_frontier_and_promotes_the_p
     assert report.exit_code == 0, report.output
     html = (run_dir / "report.html").read_text()
     assert 'id="frontier"' in html and "two-lora" in html
+
+
+def _row(name: str, dev: float, validation: float | None, latency: float) -> dict:
+    return {"name": name, "backend": "torch fp32", "role": "student", "accuracy": dev,
+            "validation_accuracy": validation, "latency_p50_ms": latency, "throughput": 1000 / latency}
+
+
+def test_the_pick_reads_validation_accuracy_when_every_student_has_it_and_dev_otherwise():
+    """A student that only looks good on dev must not be picked when a validation split says otherwise."""
+    rule = PickRule(min_accuracy=0.90)
+    rows = [_row("dev-lucky", 0.92, 0.88, 1.0), _row("steady", 0.91, 0.91, 2.0)]
+    picked, _ = _choose(rule, rows, [], False, None, None)
+    assert picked["accuracy"] == "validation" and picked["choice"]["name"] == "steady"
+    rows[1]["validation_accuracy"] = None  # one student without the split: all are read on dev
+    picked, _ = _choose(rule, rows, [], False, None, None)
+    assert picked["accuracy"] == "dev" and picked["choice"]["name"] == "dev-lucky"

@@ -202,7 +202,7 @@ def test_rest_of_train_is_the_split_outside_the_labelled_rows_without_labels(tmp
     assert all(everything.texts[row] == text for row, text in zip(transfer.source_rows, transfer.texts))
     rows = [json.loads(line) for line in transfer_path(config).read_text().splitlines()]
     assert all(set(row) == {"sentence", "source_row", "method"} for row in rows)  # no label travels with a row
-    with pytest.raises(Exception, match="enabled, but the transfer set has no source: set augment.rest_of_train"):
+    with pytest.raises(Exception, match="augment.enabled, but the transfer set has no source: set augment.rest_of_train"):
         load_config(path, ["augment.rest_of_train=false"])
 
 

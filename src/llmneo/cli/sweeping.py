@@ -31,7 +31,8 @@ def sweep(
     latency_threads: Annotated[int, typer.Option(min=1, help="Threads at batch 1.")] = 1,
     pick: Annotated[str | None, typer.Option(
         "--pick", help="'min_accuracy=0.90[,max_latency_ms=5][,min_throughput=500][,by=latency|throughput]': "
-        "name the fastest student meeting the bars (speed bars alone: the most accurate).")] = None,
+        "name the fastest student meeting the bars (speed bars alone: the most accurate); accuracy is read on "
+        "the validation split when the students carve one (data.validation_size), else on dev.")] = None,
     max_latency_ms: Annotated[float | None, typer.Option(
         help="Shorthand for --pick max_latency_ms=X (combines with --pick).")] = None,
     promote: Annotated[bool, typer.Option("--promote", help="Register the picked student and make it the "
@@ -64,8 +65,10 @@ def sweep(
         choice = outcome.picked["choice"]
         if choice is None:
             fail(f"no student meets {outcome.picked['rule']}")
-        typer.echo(f"pick ({outcome.picked['rule']}): {choice['name']} on {choice['backend']}: accuracy "
-                   f"{choice['accuracy']:.4f}, p50 {choice['latency_p50_ms']:.2f} ms, {choice['throughput']:.0f} "
+        validation = choice.get("validation_accuracy")
+        chosen_on = f"validation accuracy {validation:.4f}, " if outcome.picked["accuracy"] == "validation" else ""
+        typer.echo(f"pick ({outcome.picked['rule']}): {choice['name']} on {choice['backend']}: {chosen_on}"
+                   f"dev accuracy {choice['accuracy']:.4f}, p50 {choice['latency_p50_ms']:.2f} ms, {choice['throughput']:.0f} "
                    f"sentences/s, folder {outcome.run_dir / 'sweep' / choice['name']}")
         if outcome.promoted_version:
             typer.echo(f"{cfg.tracking.registered_model_name} version {outcome.promoted_version} is now @champion")

@@ -86,8 +86,8 @@ def _nearest(dotted: str) -> str:
 
 def _format_validation_error(error: ValidationError, source: str, overrides: Mapping[str, Any]) -> str:
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "<root>"
-    message = first["msg"]
+    key = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")  # pydantic's wrapper of our own ValueErrors
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif first["type"] == "missing":
@@ -100,7 +100,7 @@ def _format_validation_error(error: ValidationError, source: str, overrides: Map
         shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
         flag = f"--set {blamed}={shown.removesuffix('...').strip()}"
         return f"{flag}: {message}{hint}{more}" if blamed == key else f"{flag}: {key}: {message}{hint}{more}"
-    return f"{source}: {key}: {message}{hint}{more}"
+    return f"{source}: {key}: {message}{hint}{more}" if key else f"{source}: {message}{more}"  # cross-section
 
 
 def validate_config(raw: dict[str, Any], source: str = "config", overrides: Mapping[str, Any] | None = None) -> Config:

@@ -141,8 +141,9 @@ class TrainSettings(_Strict):
         "backpropagation stops above them (measured: about 6% of a MiniLM-L6 step per frozen layer)."
     )
     keep_best: bool = Field(
-        False, description="Keep the checkpoint with the best dev accuracy (evaluated every eval_steps) rather "
-        "than the last; save_steps must be a multiple of eval_steps."
+        False, description="Keep the checkpoint with the best accuracy (evaluated every eval_steps) rather "
+        "than the last: on the validation split when data.validation_size carves one, else on dev (which then "
+        "flatters the dev figure); save_steps must be a multiple of eval_steps."
     )
     time_limit_minutes: float | None = Field(
         None, gt=0, description="Stop training after this many minutes, on the clock time_limit_clock names (then "
@@ -348,11 +349,12 @@ class AugmentConfig(_Strict):
     def _ngram_range(self) -> AugmentConfig:
         if self.ngram_min > self.ngram_max:
             raise ValueError(f"ngram_min ({self.ngram_min}) exceeds ngram_max ({self.ngram_max})")
-        if self.enabled and not self.methods and not self.rest_of_train and not self.file:
-            raise ValueError("enabled, but the transfer set has no source: set augment.rest_of_train: true (the "
-                             "training texts left unlabelled), augment.file (your unlabelled texts), or "
-                             "augment.methods (synthetic variants)")
         return self
+
+    @property
+    def has_source(self) -> bool:
+        """A source named here; a training file's rows with an empty label are one this section cannot see."""
+        return bool(self.methods or self.rest_of_train or self.file)
 
 
 class Config(_Strict):
@@ -367,6 +369,15 @@ class Config(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @model_validator(mode="after")
+    def _transfer_source(self) -> Config:
+        if self.augment.enabled and not self.augment.has_source and self.data.source != "files":
+            raise ValueError("augment.enabled, but the transfer set has no source: set augment.rest_of_train: true "
+                             "(the training texts left unlabelled), augment.file (your unlabelled texts), or "
+                             "augment.methods (synthetic variants); with data.source: files, rows of the training "
+                             "file with an empty label are a source too")
+        return self
 
     @property
     def run_dir(self) -> Path:

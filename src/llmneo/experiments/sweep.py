@@ -136,6 +136,7 @@ def _measure_all(config: Config, arms: list[ArmResult], settings: BenchSettings)
     for arm in arms:
         measured = measure_folder(arm.arm, Path(arm.run_dir), ("student",), **measure)
         measured.train_minutes, measured.steps = arm.minutes, arm.steps
+        measured.validation_accuracy = arm.metrics.get("validation", {}).get("accuracy")
         students.append(measured)
     return teacher, students, data_path, len(dev)
 
@@ -187,13 +188,17 @@ def _write(config: Config, outcome: SweepOutcome, setup: dict[str, Any], student
 
 def _choose(rule: PickRule, rows: list[dict[str, Any]], arms: list[ArmResult], promoting: bool, tracker: Any,
             config: Config) -> tuple[dict[str, Any], str | None]:
-    """The pick (`rule` and the chosen row, or None) and, with `promote`, the registry version it became."""
-    chosen = pick(frontier_points(rows), rule)
+    """The pick (`rule` and the chosen row, or None) and, with `promote`, the registry version it became.
+
+    Chosen as the ablation chooses: on validation accuracy when every student has it (dev is then touched
+    once, by the report), else on dev accuracy, and the pick says which."""
+    on_validation = all(r.get("validation_accuracy") is not None for r in rows if r["role"] == "student")
+    chosen = pick(frontier_points(rows, "validation_accuracy" if on_validation else "accuracy"), rule)
     row = next((r for r in rows if chosen and (r["name"], r["backend"]) == (chosen.name, chosen.backend)), None)
     version = None
     if chosen and promoting:
         version = _promote(tracker, config, Path(next(arm.run_dir for arm in arms if arm.arm == chosen.name)))
-    return {"rule": rule.describe(), "choice": row}, version
+    return {"rule": rule.describe(), "accuracy": "validation" if on_validation else "dev", "choice": row}, version
 
 
 def run_sweep(config: Config, students: dict[str, dict[str, Any]], minutes: float | None, fresh: bool = False,

@@ -43,6 +43,7 @@ class Measured:
     notes: list[str]
     train_minutes: float | None = None
     steps: int | None = None
+    validation_accuracy: float | None = None  # on the split of train that chose its checkpoint, if carved
 
 
 def bench_file(folder: Path, roles: tuple[str, ...]) -> Path:
@@ -85,7 +86,8 @@ def _row(measured: Measured, result: BenchResult, reference: list[int] | None) -
             "weights_mb": result.size_mb, "accuracy": result.accuracy, "f1_macro": result.f1_macro, "roc_auc": result.roc_auc,
             "agreement": agreement(result.predicted, reference) if same_texts else float("nan"),
             "latency_p50_ms": result.latency_p50_ms, "latency_p99_ms": result.latency_p99_ms,
-            "throughput": result.throughput, "train_minutes": measured.train_minutes, "steps": measured.steps}
+            "throughput": result.throughput, "train_minutes": measured.train_minutes, "steps": measured.steps,
+            "validation_accuracy": measured.validation_accuracy}
 
 
 def frontier_rows(teacher: Measured | None, students: list[Measured]) -> list[dict[str, Any]]:

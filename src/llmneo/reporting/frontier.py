@@ -31,6 +31,7 @@ FRONTIER_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("params (M)", lambda r: f"{r['parameters'] / 1e6:.1f}"),
     ("GFLOP/sentence", lambda r: f"{r['gflop_per_sentence']:.3f}"),
     ("weights (MB)", lambda r: f"{r['weights_mb']:.1f}"),
+    ("validation acc", lambda r: f"{r['validation_accuracy']:.4f}" if r.get("validation_accuracy") is not None else "-"),
     ("dev acc", lambda r: f"{r['accuracy']:.4f}"),
     ("F1 (macro)", lambda r: f"{r['f1_macro']:.4f}"),
     ("ROC-AUC", lambda r: f"{r['roc_auc']:.4f}"),
@@ -42,9 +43,11 @@ FRONTIER_COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
 ]
 
 
-def frontier_points(rows: Sequence[Row]) -> list[FrontierPoint]:
+def frontier_points(rows: Sequence[Row], accuracy: str = "accuracy") -> list[FrontierPoint]:
+    """Points read at the row's `accuracy` key: dev for the chart, validation for a pick that must not
+    be chosen on dev (a teacher row without it is read at dev; the teacher is never picked)."""
     return [FrontierPoint(name=str(r["name"]), backend=str(r["backend"]), role=str(r["role"]),
-                          accuracy=float(r["accuracy"]), latency_ms=float(r["latency_p50_ms"]),
+                          accuracy=float(r[accuracy] if r.get(accuracy) is not None else r["accuracy"]), latency_ms=float(r["latency_p50_ms"]),
                           throughput=float(r["throughput"])) for r in rows]
 
 
