@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +154,10 @@ HISTORY = [
 
 
 def tiny_config(**tracking) -> dict:
-    return {"name": "tiny", "teacher": {"name_or_path": "tiny-teacher"}, "student": {"name_or_path": "tiny-student"},
+    """A config for tracking alone; its run folder (where run ids are kept) in a fresh temporary folder, never
+    the repository's outputs/."""
+    return {"name": "tiny", "output_dir": tempfile.mkdtemp(prefix="llmneo-tiny-"),
+            "teacher": {"name_or_path": "tiny-teacher"}, "student": {"name_or_path": "tiny-student"},
             "tracking": tracking}
 
 

@@ -24,11 +24,12 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 import llmneo
-from conftest import assert_sensible_png, free_port, tiny_bert, tiny_config, write_run_folder
+from conftest import assert_sensible_png, tiny_bert, tiny_config, write_run_folder
 from llmneo import tracking
 from llmneo.cli import app
 from llmneo.config import validate_config
 from llmneo.reporting.html import write_report
+from llmneo.serve.launch import free_port
 from llmneo.tracking.registry import apply_champion_rule, predictions_frame, texts_from_input
 
 
