@@ -7,7 +7,8 @@ Per model, task and k: k labelled examples per class in the prompt (seeded, from
 dev); the class scores as the teacher computes them in a run (`llmneo.teacher.prompted`); then three readings
 of the same scores: raw, contextual calibration (content-free inputs), and a temperature and bias fitted on
 100 labelled training rows that are not shots. Speed is dev texts per second through the raw scoring,
-prompt cache on, on the threads given (a shared machine: compare models within one run).
+prompt cache on, counted per CPU-second of the process (with --threads 1, per core): a shared machine's
+wall clock says more about its other jobs than about the model.
 """
 
 from __future__ import annotations
@@ -77,26 +78,27 @@ def measure(model_name: str, task_name: str, shots: int, fit_rows: int = 100, se
     model = AutoModelForCausalLM.from_pretrained(folder)
     teacher = PromptedTeacher(model, load_tokenizer(folder), task["labels"], task["words"], template,
                               task["instruction"], answer, chat, chosen, max_length=96)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     raw = teacher.raw_logits(dev.texts, batch_size=8, label=f"{model_name} {task_name} {shots}-shot")
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     labels = np.asarray(dev.labels)
     contextual = raw - contextual_offsets(teacher.raw_logits(["N/A", "", "[MASK]"]))
     temperature, bias = fit_temperature_and_bias(np.asarray(fit.labels), teacher.raw_logits(fit.texts))
     return {"model": model_name, "task": task_name, "shots": shots, "dev": len(dev), "prompt_tokens":
-            len(teacher.prefix_ids), "texts_per_s": len(dev) / seconds, "raw": figures(labels, raw),
+            len(teacher.prefix_ids), "texts_per_s": len(dev) / seconds,
+            "texts_per_cpu_s": len(dev) / cpu_seconds, "raw": figures(labels, raw),
             "contextual": figures(labels, contextual), "fit": figures(labels, raw / temperature + bias)}
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [("| model | task | shots | accuracy raw | contextual | fit | macro F1 raw | contextual | fit | "
-             "ECE raw | contextual | fit | texts/s |"), "|" + " --- |" * 13]
+             "ECE raw | contextual | fit | texts per CPU-second |"), "|" + " --- |" * 13]
     for r in rows:
         cells = [f"{r[c]['accuracy']:.4f}" for c in ("raw", "contextual", "fit")]
         cells += [f"{r[c]['f1_macro']:.4f}" for c in ("raw", "contextual", "fit")]
         cells += [f"{r[c]['ece']:.3f}" for c in ("raw", "contextual", "fit")]
         lines.append(f"| {r['model']} | {r['task']} | {r['shots']} | " + " | ".join(cells) +
-                     f" | {r['texts_per_s']:.1f} |")
+                     f" | {r['texts_per_cpu_s']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
