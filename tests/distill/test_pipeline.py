@@ -243,3 +243,40 @@ def test_a_validation_split_chooses_checkpoints_and_dev_is_read_once(tmp_path, t
     assert outcome.final["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == np.array(splits.dev.labels))))
     teacher_meta = json.loads((config.run_dir / "teacher/llmneo_model.json").read_text())
     assert teacher_meta["data"]["validation"] == 24 and teacher_meta["validation_metrics"]["n"] == 24
+
+
+def test_a_process_that_needs_a_cache_being_built_waits_and_reads_it(tmp_path, tiny_bert_source, sst2_dir,
+                                                                     monkeypatch):
+    """Arms of `compare --jobs 2` that share a teacher cache: the second never runs the teacher again. This
+    process plays the first: it holds the lock file, builds the cache (its own lock taken already), lets go."""
+    import contextlib
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    from llmneo.cache.store import LogitCache
+
+    path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir,
+                             teacher={"finetune": False}, student={"train": {"max_steps": 1}})
+    config = load_config(path)
+    cache = cache_for(config, student_splits(config))
+    cache.folder.parent.mkdir(parents=True)
+    with open(cache.folder.with_name(cache.folder.name + ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a first process building the cache holds it
+        waiting = subprocess.Popen([sys.executable, "-m", "llmneo.cli", "cache", "--config", str(path)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in waiting.stdout:  # until it says it waits (it has loaded everything and reached the lock)
+            lines.append(line)
+            if "another process is building" in line:
+                break
+        time.sleep(2)
+        assert waiting.poll() is None, "".join(lines)  # blocked on the lock, not building beside it
+        monkeypatch.setattr(LogitCache, "exclusive", lambda self, enabled=True: contextlib.nullcontext())
+        built = teacher_logits(config, student_splits(config))  # the first process's build, under `held`
+        fcntl.flock(held, fcntl.LOCK_UN)
+    output = "".join(lines) + waiting.communicate(timeout=300)[0]
+    assert waiting.returncode == 0, output
+    assert "reusing teacher logits" in output and "teacher logits train" not in output  # read, not rebuilt
+    np.testing.assert_array_equal(cache.load().dev, built.dev)

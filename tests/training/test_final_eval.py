@@ -51,3 +51,16 @@ def test_a_second_distill_keeps_the_student_and_force_trains_it_again(tmp_path, 
     assert run_distill_stage(changed) is not None  # another recipe: trained, and said so by the stage
     again = run_distill_stage(changed, force=True)
     assert again is not None and again.final["n"] == first.final["n"]
+
+
+def test_a_mixed_precision_evaluation_that_differs_from_the_fp32_read_back_is_explained():
+    from llmneo.training.trainer import _read_back_note
+
+    history = [{"step": 200, "eval_accuracy": 0.8544}, {"step": 688, "eval_accuracy": 0.8601}]
+    note = _read_back_note(history, {"accuracy": 0.8589}, None, "bf16")
+    assert note == ("dev accuracy 0.8589 read back in fp32, the figure `evaluate` and the server reproduce "
+                    "(bf16 evaluation during training, step 688: 0.8601)")
+    kept_best = _read_back_note(history, {"accuracy": 0.86, "validation": {"accuracy": 0.85}}, 200, "bf16")
+    assert kept_best.startswith("validation accuracy 0.8500") and "step 200: 0.8544" in kept_best
+    assert _read_back_note(history, {"accuracy": 0.8601}, None, "bf16") is None  # they agree: nothing to say
+    assert _read_back_note(history, {"accuracy": 0.8589}, None, "no") is None  # fp32 throughout

@@ -111,6 +111,14 @@ def _texts(parts: dict[str, LabeledTexts]) -> dict[str, list[str]]:
 def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teacher: _LazyTeacher, on_shard,
             evaluated: dict[str, LabeledTexts] | None = None) -> CachedLogits:
     """`evaluated`: the labelled splits (dev, validation) whose teacher metrics the cache records."""
+    _, world_size = rank_and_world()
+    with cache.exclusive(enabled=world_size == 1):
+        return _cached_locked(config, cache, texts, teacher, on_shard, evaluated)
+
+
+def _cached_locked(config: Config, cache: LogitCache, texts: dict[str, list[str]], teacher: _LazyTeacher, on_shard,
+                   evaluated: dict[str, LabeledTexts] | None) -> CachedLogits:
+    """Under the cache's lock: a cache another process finished while this one waited is read, not rebuilt."""
     cached = _load_verified(cache)
     if cached is not None:
         print(f"[cache] reusing teacher logits ({', '.join(texts)}) from {cache.folder}")
@@ -126,6 +134,8 @@ def _cached(config: Config, cache: LogitCache, texts: dict[str, list[str]], teac
     loaded = cache.load()
     if rank == 0:
         summary = ", ".join(f"teacher {split} accuracy {values['accuracy']:.4f}" for split, values in metrics.items())
+        if summary and config.cache.mixed_precision != "no":  # why it can differ from the teacher stage's fp32 figure
+            summary += f" (on its {config.cache.mixed_precision} logits, as cached)"
         print(f"[cache] {summary or f'{sizes[next(iter(sizes))]:,} rows'}, stored in {cache.folder}")
     return loaded
 

@@ -9,10 +9,12 @@ keeps its finished shards and computes only the rest. The merged files carry SHA
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,6 +101,27 @@ class LogitCache:
 
     def exists(self) -> bool:
         return self.meta_path.is_file()
+
+    @contextmanager
+    def exclusive(self, enabled: bool = True) -> Iterator[None]:
+        """Hold the cache's lock file while checking and building it. Two processes of one machine that need
+        the same cache (arms of `compare --jobs 2`) would otherwise both run the teacher over the same texts;
+        the second waits and then reads what the first wrote. Off for a distributed build, whose ranks
+        build their shards together."""
+        if not enabled:
+            yield
+            return
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.folder.with_name(self.folder.name + ".lock"), "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"[cache] another process is building {self.folder}: waiting for it", flush=True)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def load(self) -> CachedLogits:
         """Read and verify the cache; raises CacheCorrupt on any mismatch."""

@@ -182,8 +182,9 @@ def run_distill_stage(config: Config, resume: bool = False, parent_run_id: str |
         write_model_card(outcome.model_dir, config.run_dir, with_summary=False)
         if splits.validation is not None:
             print(f"[student] validation accuracy {outcome.final['validation']['accuracy']:.4f} "
-                  f"(teacher {cached.teacher_validation_metrics.get('accuracy', float('nan')):.4f})")
+                  f"(teacher {cached.teacher_validation_metrics.get('accuracy', float('nan')):.4f} on its cached logits)")
         print(f"[student] dev accuracy {outcome.final['accuracy']:.4f} "
-              f"(teacher {cached.teacher_dev_metrics.get('accuracy', float('nan')):.4f}), saved to {outcome.model_dir}")
+              f"(teacher {cached.teacher_dev_metrics.get('accuracy', float('nan')):.4f} on its cached logits), saved to "
+              f"{outcome.model_dir}")
         log_stage_outputs(tracker, config.run_dir)
     return outcome

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from llmneo.modelfolder.weights import LoadedModel, VerbalizerClassifier, save_m
 from llmneo.progress import is_terminal
 from llmneo.training.batches import SignalCollator, length_sorted, prompt_texts, tokenised
 from llmneo.training.callbacks import (
+    BudgetSpent,
     CheckpointCompleteMarker,
     ProgressLines,
     TimeBudgetSchedule,
@@ -74,11 +74,11 @@ class DistillationTrainer(Trainer):
     """`Trainer` whose training loss is the loss composition when it has one, cross-entropy otherwise."""
 
     def __init__(self, *args: Any, loss: LossComposition | None = None,
-                 time_budget: tuple[float, float, Callable[[], float]] | None = None, **kwargs: Any):
+                 time_budget: tuple[float, float, BudgetSpent] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.loss = loss  # its terms may own parameters (a width bridge): trained beside the model, never saved
         self._loss_in_optimizer = False
-        self.time_budget = time_budget  # (seconds, warm-up share, clock) of a clock-driven schedule, or None
+        self.time_budget = time_budget  # (seconds, warm-up share, spent) of a clock-driven schedule, or None
         self._component_sums: dict[str, torch.Tensor] = {}
         self._component_count = 0
 
@@ -97,8 +97,9 @@ class DistillationTrainer(Trainer):
         if not self.time_budget:
             return super().create_scheduler(num_training_steps, optimizer)
         if self.lr_scheduler is None:
-            clock = TimeBudgetSchedule(*self.time_budget)
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lambda _: clock())
+            seconds, warmup, spent = self.time_budget
+            factor = TimeBudgetSchedule(seconds, warmup, spent.seconds)
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lambda _: factor())
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
@@ -284,29 +285,29 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
     selection_teacher_logits = dev_teacher_logits if splits.validation is None else validation_teacher_logits
     eval_ds, eval_order = length_sorted(tokenised(loaded, prompt_texts(selection.texts, model_cfg), selection.labels,
                                                   model_cfg.max_length))
-    clock = budget_clock(settings.time_limit_clock)
+    checkpoints = output_dir.parent / f"checkpoints-{output_dir.name}"
+    last = last_complete_checkpoint(checkpoints) if resume else None
+    if resume:
+        print(f"[{role}] resuming from {last}" if last else "[resume] no checkpoint: from the start")
+    spent = BudgetSpent.resumed_from(budget_clock(settings.time_limit_clock), last)
     trainer = DistillationTrainer(
-        model=loaded.model, args=_training_arguments(settings, output_dir.parent / f"checkpoints-{output_dir.name}",
-                                                     model_cfg),
+        model=loaded.model, args=_training_arguments(settings, checkpoints, model_cfg),
         data_collator=SignalCollator(loaded.tokenizer, train_signals), train_dataset=train_ds, eval_dataset=eval_ds,
         compute_metrics=_metrics_function(None if selection_teacher_logits is None
                                           else selection_teacher_logits[eval_order]),
-        callbacks=[CheckpointCompleteMarker(), *(callbacks or []),
-                   *([WallClockLimit(settings.time_limit_minutes, clock)] if settings.time_limit_minutes else [])],
+        callbacks=[spent, CheckpointCompleteMarker(), *(callbacks or []),  # the budget record before the marker
+                   *([WallClockLimit(settings.time_limit_minutes, spent)] if settings.time_limit_minutes else [])],
         loss=loss,
-        time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio, clock)
+        time_budget=((settings.time_limit_minutes * 60, settings.warmup_ratio, spent)
                      if settings.time_limit_minutes and settings.lr_over_time_limit else None),
     )
     if not is_terminal():
         trainer.remove_callback(PrinterCallback)  # its raw dicts, every logging step
-        trainer.add_callback(ProgressLines(role, budget_minutes=settings.time_limit_minutes, clock=clock))
-    last = last_complete_checkpoint(Path(trainer.args.output_dir)) if resume else None
-    if resume:
-        print(f"[{role}] resuming from {last}" if last else "[resume] no checkpoint: from the start")
-    started, clock_started = time.perf_counter(), clock()
+        trainer.add_callback(ProgressLines(role, budget_minutes=settings.time_limit_minutes, spent=spent))
+    started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=last)
     train_seconds = time.perf_counter() - started
-    budget_minutes = (clock() - clock_started) / 60
+    budget_minutes = spent.seconds() / 60
     history = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
     folder_meta = {**meta, "parameters": parameters, "max_length": model_cfg.max_length,
                    "template": model_cfg.template, "keep_layers": model_cfg.keep_layers,
@@ -326,8 +327,26 @@ def fine_tune(loaded: LoadedModel, stage_cfg: TeacherConfig | StudentConfig, spl
         final["train_loss"] = train_result.training_loss
         final["train_examples_per_second"] = train_result.metrics.get("train_samples_per_second")
         final["train_minutes_on_clock"] = {"clock": settings.time_limit_clock, "minutes": budget_minutes}
+        if note := _read_back_note(history, final, trainer.state.best_global_step, settings.mixed_precision):
+            print(f"[{role}] {note}")
     trainer.accelerator.wait_for_everyone()
     return TrainOutcome(output_dir, history, final, dev_logits, parameters, train_seconds, folder_meta)
+
+
+def _read_back_note(history: list[dict[str, Any]], final: dict[str, Any], best_step: int | None,
+                    precision: str) -> str | None:
+    """Why the figure at the end of training can differ from the one evaluated during it: evaluations ran
+    under mixed precision, the saved model is read back in fp32 (as `evaluate` and the server read it), and
+    that figure is the model's one accuracy."""
+    evaluated = [entry for entry in history if "eval_accuracy" in entry]
+    if not evaluated or precision == "no":
+        return None
+    kept = next((e for e in evaluated if e.get("step") == best_step), evaluated[-1])
+    split, read_back = ("validation", final["validation"]) if "validation" in final else ("dev", final)
+    if abs(kept["eval_accuracy"] - read_back["accuracy"]) < 1e-9:
+        return None
+    return (f"{split} accuracy {read_back['accuracy']:.4f} read back in fp32, the figure `evaluate` and the server "
+            f"reproduce ({precision} evaluation during training, step {kept['step']}: {kept['eval_accuracy']:.4f})")
 
 
 def _final_report(folder: Path, splits: DataSplits, meta: dict[str, Any], dev_teacher_logits: np.ndarray | None,
