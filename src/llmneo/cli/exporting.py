@@ -1,4 +1,4 @@
-"""The export and benchmark commands: export, bench."""
+"""The export and benchmark commands: export, bench, prune."""
 
 from __future__ import annotations
 
@@ -105,3 +105,35 @@ def bench(
                   latency_threads=latency_threads, tracking=track, run_name=cfg.name if cfg else folder.name,
                   export_settings=cfg.export if cfg else None)
     typer.echo((Path(out or folder) / "bench.md").read_text())
+
+
+@app.command()
+def prune(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A saved model folder (a run's student/).",
+                                          show_default=False)],
+    texts: Annotated[list[Path], typer.Option(
+        "--texts", help="Files of the texts the model will read (training and unlabelled; repeatable): their "
+        "tokens are kept.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Folder for the pruned model.", show_default=False)],
+    check: Annotated[Path | None, typer.Option(
+        help="Texts (dev) on which the pruned model is compared with the original.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text (default sentence or text).")] = None,
+) -> None:
+    """Prune the token table to the tokens some texts use: a smaller model with the same logits on every text
+    whose tokens were all kept, checked on --check."""
+    from llmneo.data.files import read_texts
+    from llmneo.inference.vocab import prune_vocabulary
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with user_errors():
+        if not model.is_dir():
+            raise FileNotFoundError(f"MODEL {model}: no such folder")
+        kept_texts = [text for path in texts for _, text in read_texts(path, text_column)]
+        check_texts = [text for _, text in read_texts(check, text_column)] if check else []
+        report = prune_vocabulary(model, kept_texts, out, check_texts)
+    typer.echo(f"pruned to {report.folder}: {report.kept:,} of {report.of:,} tokens kept, parameters "
+               f"{report.parameters_before:,} -> {report.parameters_after:,}")
+    if report.check_texts:
+        typer.echo(f"on {report.check_texts:,} check texts: {report.texts_with_a_dropped_token:,} need a dropped "
+                   f"token; on the rest the largest logit difference is {report.largest_logit_difference:.2e}; "
+                   f"{report.identical_predictions:.2%} of all predictions unchanged")
