@@ -100,7 +100,7 @@ def test_a_run_at_alpha_zero_trains_its_student_without_gold_logits(tmp_path, ti
                              augment={"enabled": True, "rest_of_train": True, "methods": [], "max_rows": 48})
     result = CliRunner().invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 0, result.output[-2000:]
-    assert "the teacher runs on dev only" in result.output
+    assert "the teacher skips them and reads dev" in result.output
     config = load_config(path)
     metrics = json.loads((config.run_dir / "metrics.json").read_text())
     assert metrics["data"]["transfer"] == 48 and metrics["final"]["n"] == 32

@@ -99,8 +99,8 @@ def _gold_logits(config: Config, splits: DataSplits, teacher: _LazyTeacher, on_s
                        evaluated)
     dev_only = cache_for(config, splits, dev_only=True)
     if not dev_only.exists():
-        print("[cache] no loss term distils the gold rows (loss.alpha 0: CE alone), so the teacher runs on "
-              f"{' and '.join(evaluated)} only")
+        print("[cache] no loss term distils the gold rows (their weight is 0): the teacher skips them and "
+              f"reads {' and '.join(evaluated)}")
     return _cached(config, dev_only, _texts(evaluated), teacher, on_shard, evaluated)
 
 

@@ -92,7 +92,9 @@ def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
     parts = []
     if source.unlabelled:
         parts.append(unlabelled_pool(source.unlabelled, source.texts, method="unlabelled-row"))
-        print(f"[augment] {len(parts[-1]):,} rows of {source.source} with an empty label: unlabelled text")
+        repeats = parts[-1].meta["duplicates_dropped"]
+        print(f"[augment] {len(parts[-1]):,} rows of {source.source} with an empty label: unlabelled text"
+              + (f" ({repeats:,} repeats of a labelled or earlier text kept once)" if repeats else ""))
     if user_file is not None:
         parts.append(_without_gold(user_file, source))
         repeats = user_file.meta.get("repeats_dropped", 0)
@@ -100,8 +102,10 @@ def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
               + (f" ({repeats:,} repeated rows kept once)" if repeats else ""))
     if pool_source is not None:
         parts.append(unlabelled_pool(pool_source.texts, source.texts))
+        repeats = parts[-1].meta["duplicates_dropped"]
         print(f"[augment] {len(parts[-1]):,} unlabelled texts: the training split's rows outside the "
-              f"{len(source):,} labelled ones (labels withheld)")
+              f"{len(source):,} labelled ones (labels withheld)"
+              + (f"; {repeats:,} repeats of a labelled or earlier text kept once" if repeats else ""))
     if settings.methods:
         parts.append(_variants(config, source))
     if not parts:
