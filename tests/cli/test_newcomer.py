@@ -137,6 +137,10 @@ class TestPredict:
         piped = llmneo("predict", model, "-", stdin="a fine film\na dull mess\n")
         assert piped.returncode == 0 and [json.loads(line)["text"] for line in piped.stdout.splitlines()] == [
             "a fine film", "a dull mess"]  # not a terminal: JSON lines
+        assert [json.loads(line)["text"] for line in llmneo("predict", model, "--file", "-",
+                                                             stdin="fine\n").stdout.splitlines()] == ["fine"]
+        mixed = llmneo("predict", model, "fine", "-", stdin="good\n")
+        assert mixed.returncode != 0 and "`-` reads stdin: give it alone" in mixed.stderr
         as_csv = tmp_path / "labels.csv"
         assert llmneo("predict", model, "-", "--out", str(as_csv), stdin="good\n").returncode == 0
         assert as_csv.read_text().splitlines()[0] == "text,label,prob_negative,prob_positive"

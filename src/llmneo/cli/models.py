@@ -37,11 +37,15 @@ def _input_texts(texts: list[str], file: Path | None, text_column: str | None) -
     """The texts to label and where each came from (for error messages): arguments, `-` (stdin), or --file."""
     from llmneo.data import read_texts
 
+    if file is not None and texts:
+        fail("give texts as arguments or --file, not both")
+    if file == Path("-"):  # the Unix convention, as the positional `-`
+        file, texts = None, ["-"]
     if file is not None:
-        if texts:
-            fail("give texts as arguments or --file, not both")
         rows = read_texts(file, text_column)
         return [text for _, text in rows], [f"{file}:{line}" for line, _ in rows]
+    if "-" in texts and texts != ["-"]:
+        fail("`-` reads stdin: give it alone, not beside other texts")
     if texts == ["-"]:
         lines = sys.stdin.read().splitlines()
         return lines, [f"stdin line {number}" for number in range(1, len(lines) + 1)]
