@@ -183,13 +183,14 @@ def test_a_run_is_quiet_and_one_accuracy_is_reported_everywhere(tracked_run, sst
 @pytest.mark.slow
 def test_ctrl_c_prints_the_command_that_resumes(tmp_path, tiny_bert_source, sst2_dir):
     path = write_tiny_config(tmp_path, tiny_bert_source, tiny_bert_source, sst2_dir,
-                             teacher={"train": {"epochs": 50, "eval_steps": 1000, "save_steps": 5}})
+                             teacher={"train": {"epochs": 500, "eval_steps": 1000, "save_steps": 5}})
     process = subprocess.Popen([sys.executable, "-m", "llmneo.cli", "run", "--config", str(path)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not list((tmp_path / "outputs").rglob("checkpoint-*")):
         time.sleep(0.5)
+    assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]

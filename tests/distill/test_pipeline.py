@@ -262,7 +262,7 @@ def test_a_process_that_needs_a_cache_being_built_waits_and_reads_it(tmp_path, t
     config = load_config(path)
     cache = cache_for(config, student_splits(config))
     cache.folder.parent.mkdir(parents=True)
-    with open(cache.folder.with_name(cache.folder.name + ".lock"), "w") as held:
+    with open(cache.lock_path, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a first process building the cache holds it
         waiting = subprocess.Popen([sys.executable, "-m", "llmneo.cli", "cache", "--config", str(path)],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -69,7 +69,8 @@ def test_a_student_trains_with_the_intermediate_term_from_cached_teacher_states(
     assert hidden and all(0 <= value <= 4 for value in hidden)
     state = load_file(str(outcome.model_dir / "model.safetensors"))
     assert not any("maps." in name for name in state)  # the projection is a training device, not the model
-    cached = sorted(p for p in (tmp_path / "cache").iterdir() if "hidden_layers" in (p / "meta.json").read_text())
+    cached = sorted(p for p in (tmp_path / "cache").iterdir()
+                    if p.is_dir() and "hidden_layers" in (p / "meta.json").read_text())
     assert len(cached) == 1
     assert json.loads((cached[0] / "meta.json").read_text())["hidden_layers"] == [0, 3]
 

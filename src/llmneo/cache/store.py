@@ -102,6 +102,11 @@ class LogitCache:
     def exists(self) -> bool:
         return self.meta_path.is_file()
 
+    @property
+    def lock_path(self) -> Path:
+        """A hidden file beside the cache folder (which is written atomically, so cannot hold its own lock)."""
+        return self.folder.with_name(f".{self.folder.name}.lock")
+
     @contextmanager
     def exclusive(self, enabled: bool = True) -> Iterator[None]:
         """Hold the cache's lock file while checking and building it. Two processes of one machine that need
@@ -112,7 +117,7 @@ class LogitCache:
             yield
             return
         self.folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.folder.with_name(self.folder.name + ".lock"), "w") as handle:
+        with open(self.lock_path, "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

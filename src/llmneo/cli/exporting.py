@@ -10,6 +10,7 @@ import typer
 
 from llmneo.cli import (
     MODEL_HELP,
+    ModelArgument,
     OptionalConfigOption,
     SetOption,
     app,
@@ -109,8 +110,7 @@ def bench(
 
 @app.command()
 def prune(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A saved model folder (a run's student/).",
-                                          show_default=False)],
+    model: ModelArgument,
     texts: Annotated[list[Path], typer.Option(
         "--texts", help="Files of the texts the model will read (training and unlabelled; repeatable): their "
         "tokens are kept.", show_default=False)],
@@ -123,14 +123,14 @@ def prune(
     whose tokens were all kept, checked on --check."""
     from llmneo.data.files import read_texts
     from llmneo.inference.vocab import prune_vocabulary
+    from llmneo.serve.model_source import fetch_model
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with user_errors():
-        if not model.is_dir():
-            raise FileNotFoundError(f"MODEL {model}: no such folder")
+        folder = fetch_model(model, backend="torch")[0]  # a run folder's student, or an MLflow model
         kept_texts = [text for path in texts for _, text in read_texts(path, text_column)]
         check_texts = [text for _, text in read_texts(check, text_column)] if check else []
-        report = prune_vocabulary(model, kept_texts, out, check_texts)
+        report = prune_vocabulary(folder, kept_texts, out, check_texts)
     typer.echo(f"pruned to {report.folder}: {report.kept:,} of {report.of:,} tokens kept, parameters "
                f"{report.parameters_before:,} -> {report.parameters_after:,}")
     if report.check_texts:
