@@ -19,9 +19,13 @@ from llmneo.experiments.ablation import read_ablation
 from llmneo.experiments.seeds import seed_table
 
 
+def seed_of(run_dir: Path) -> int:
+    """The student seed a run folder was trained with, from its config.yaml."""
+    return int(yaml.safe_load((run_dir / "config.yaml").read_text())["student"]["train"]["seed"])
+
+
 def _label(run_dir: Path) -> str:
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return f"seed {config['student']['train']['seed']} (`{run_dir.name}`)"
+    return f"seed {seed_of(run_dir)} (`{run_dir.name}`)"
 
 
 def main() -> None:

@@ -15,21 +15,17 @@ import json
 from pathlib import Path
 from statistics import mean
 
-import yaml
+from ablation_seeds import seed_of
 
 from llmneo.atomic import write_text_atomic
 from llmneo.experiments.ablation import read_ablation
-
-
-def _seed(run_dir: Path) -> int:
-    return int(yaml.safe_load((run_dir / "config.yaml").read_text())["student"]["train"]["seed"])
 
 
 def arms_table(runs: list[Path]) -> str:
     """Markdown: one row per arm, accuracy and macro-F1 per seed and their means, with steps and minutes."""
     results = {run: {r.arm: r for r in read_ablation(run)} for run in runs}
     arms = list(next(iter(results.values())))
-    seeds = [_seed(run) for run in runs]
+    seeds = [seed_of(run) for run in runs]
     header = ["arm", *[f"acc seed {s}" for s in seeds], "acc mean", *[f"macro-F1 seed {s}" for s in seeds],
               "macro-F1 mean", "steps", "CPU-minutes"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]

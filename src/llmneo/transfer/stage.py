@@ -66,6 +66,12 @@ def _substitute(config: Config, tokenizer, source_texts: list[str]):
     return substitute
 
 
+def _repeats_note(pool: TransferSet) -> str:
+    """What an unlabelled pool dropped as repeats, said rather than dropped silently."""
+    repeats = pool.meta["duplicates_dropped"]
+    return f" ({repeats:,} repeats of a labelled or earlier text kept once)" if repeats else ""
+
+
 def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
     """The transfer set for `source` (the student's gold training texts), reused while its recipe is unchanged.
 
@@ -92,9 +98,8 @@ def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
     parts = []
     if source.unlabelled:
         parts.append(unlabelled_pool(source.unlabelled, source.texts, method="unlabelled-row"))
-        repeats = parts[-1].meta["duplicates_dropped"]
         print(f"[augment] {len(parts[-1]):,} rows of {source.source} with an empty label: unlabelled text"
-              + (f" ({repeats:,} repeats of a labelled or earlier text kept once)" if repeats else ""))
+              + _repeats_note(parts[-1]))
     if user_file is not None:
         parts.append(_without_gold(user_file, source))
         repeats = user_file.meta.get("repeats_dropped", 0)
@@ -102,10 +107,8 @@ def build_transfer_set(config: Config, source: LabeledTexts) -> TransferSet:
               + (f" ({repeats:,} repeated rows kept once)" if repeats else ""))
     if pool_source is not None:
         parts.append(unlabelled_pool(pool_source.texts, source.texts))
-        repeats = parts[-1].meta["duplicates_dropped"]
         print(f"[augment] {len(parts[-1]):,} unlabelled texts: the training split's rows outside the "
-              f"{len(source):,} labelled ones (labels withheld)"
-              + (f"; {repeats:,} repeats of a labelled or earlier text kept once" if repeats else ""))
+              f"{len(source):,} labelled ones (labels withheld)" + _repeats_note(parts[-1]))
     if settings.methods:
         parts.append(_variants(config, source))
     if not parts:
